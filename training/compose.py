@@ -1,0 +1,60 @@
+"""Compose `conf/` with Hydra's compose API, turning every configuration mistake into one line.
+
+Both entry points (`python -m training`, `python -m sweeps`) compose the same root config; the
+run directory is `hydra.run.dir`, and its `.hydra/config.yaml` records what ran, as with `@hydra.main`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from training.config import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+if not OmegaConf.has_resolver("now"):
+    OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
+
+
+def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
+    """The composed config (with its `hydra` node), resolved; ConfigError on any mistake."""
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_first_line(e)) from None
+    return cfg
+
+
+def write_run_dir(cfg: DictConfig) -> Path:
+    """Create the run directory and record the composed config (without `hydra`) and overrides there."""
+    run_dir = Path(cfg.hydra.run.dir).resolve()
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(job_config(cfg), run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(cfg.hydra.overrides.task)), run_dir / ".hydra" / "overrides.yaml")
+    return run_dir
+
+
+def job_config(cfg: DictConfig) -> DictConfig:
+    """The config without Hydra's own node."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    assert isinstance(job, DictConfig)
+    return job
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    msg = lines[0] if lines else type(e).__name__
+    key = getattr(e, "full_key", None)
+    if key and key not in msg:
+        msg = f"{key}: {msg}"
+    hint = next((ln for ln in lines[1:] if ln.startswith(("Available options", "full_key"))), "")
+    return f"{msg} {hint}".strip() if hint.startswith("Available") else msg

@@ -1,0 +1,157 @@
+"""Typed configuration of one trial, and its validation.
+
+The dataclasses are the schema of the `conf/` groups they are named after (`data`, `model`,
+`optimizer`, `scheduler`, `train`); the YAML files there hold the values. `TrialConfig.from_omegaconf`
+type-checks a composed Hydra config against this schema and `validate` rejects values no trial
+could run with, so bad input fails in one line before any data is read or any model is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+MODELS = ("convnet", "convnet_bn")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "exponential", "cosine", "piecewise")
+PRECISIONS = ("fp32", "bf16")
+
+
+class ConfigError(ValueError):
+    """A configuration value no trial can run with; the message says which and how to fix it."""
+
+
+@dataclass
+class DataConfig:
+    root: str = "./data"
+    cache_dir: str = "~/.cache/sweeps"
+    train_size: int | None = None  # first N of a fixed shuffled order; None = all
+    val_size: int = 5000  # class-stratified split held out of the training set
+    augment: bool = False  # random crop (4-pixel padding) + horizontal flip
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    download: bool = True  # try torchvision's download when nothing is at `root`
+
+
+@dataclass
+class ModelConfig:
+    name: str = "convnet"
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
+
+
+@dataclass
+class SchedulerConfig:
+    """Per-epoch learning-rate schedule; the parameters a schedule does not use are ignored."""
+
+    name: str = "none"
+    warmup_epochs: int = 0  # linear warm-up from lr/warmup_epochs, before the schedule proper
+    step_size: int = 10  # step
+    gamma: float = 0.1  # step, exponential
+    eta_min: float = 0.0  # cosine: lr at the last epoch
+    milestones: list[int] = field(default_factory=lambda: [10, 20])  # piecewise
+    values: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.01])  # piecewise: lr multipliers
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    clip_theta: float | None = None  # global L2 gradient-norm threshold; None = no clipping
+    l1: float = 0.0  # λ of λ·Σ|w| over weights (not biases)
+    l2: float = 0.0  # λ of λ·Σw² over weights (not biases)
+    seed: int = 0
+    device: str = "auto"  # auto = cuda, then mps, then cpu
+    precision: str = "fp32"  # fp32 or bf16 (autocast)
+    channels_last: bool = False
+    compile: bool = False
+    eval_batch_size: int = 1000
+
+
+@dataclass
+class TrialConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_omegaconf(cls, cfg: DictConfig | dict[str, Any]) -> TrialConfig:
+        """Type-check the trial's groups of a composed config and return them validated."""
+        groups = {k: cfg[k] for k in ("data", "model", "optimizer", "scheduler", "train") if k in cfg}
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(cls), groups)
+            trial = OmegaConf.to_object(merged)
+        except OmegaConfBaseException as e:
+            key = getattr(e, "full_key", None)
+            msg = str(e).splitlines()[0]
+            raise ConfigError(f"{key}: {msg}" if key else msg) from None
+        assert isinstance(trial, TrialConfig)
+        trial.validate()
+        return trial
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first value no trial can run with."""
+        d, o, s, t = self.data, self.optimizer, self.scheduler, self.train
+        _one_of("model.name", self.model.name, MODELS)
+        _one_of("optimizer.name", o.name, OPTIMIZERS)
+        _one_of("scheduler.name", s.name, SCHEDULERS)
+        _one_of("train.precision", t.precision, PRECISIONS)
+        _positive("optimizer.lr", o.lr)
+        _positive("train.epochs", t.epochs)
+        _positive("train.batch_size", t.batch_size)
+        _positive("train.eval_batch_size", t.eval_batch_size)
+        _non_negative("optimizer.weight_decay", o.weight_decay)
+        _non_negative("train.l1", t.l1)
+        _non_negative("train.l2", t.l2)
+        _non_negative("scheduler.warmup_epochs", s.warmup_epochs)
+        if t.clip_theta is not None:
+            _positive("train.clip_theta", t.clip_theta, hint="or null to turn clipping off")
+        if d.train_size is not None:
+            _positive("data.train_size", d.train_size, hint="or null for the whole training set")
+        _positive("data.val_size", d.val_size)
+        if any(v <= 0 for v in d.std):
+            raise ConfigError(f"data.std={list(d.std)}: every channel's std must be > 0")
+        if s.name == "step":
+            _positive("scheduler.step_size", s.step_size)
+        if s.name in ("step", "exponential"):
+            _positive("scheduler.gamma", s.gamma)
+        if s.name == "cosine":
+            _non_negative("scheduler.eta_min", s.eta_min)
+        if s.name == "piecewise":
+            if len(s.values) != len(s.milestones) + 1:
+                raise ConfigError(
+                    f"scheduler.values has {len(s.values)} entries for {len(s.milestones)} milestones: "
+                    "give one lr multiplier per piece (len(milestones) + 1)"
+                )
+            if list(s.milestones) != sorted(set(s.milestones)) or any(m <= 0 for m in s.milestones):
+                raise ConfigError(f"scheduler.milestones={list(s.milestones)}: use strictly increasing epochs > 0")
+            if any(v <= 0 for v in s.values):
+                raise ConfigError(f"scheduler.values={list(s.values)}: lr multipliers must be > 0")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is unknown; choose one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float, hint: str = "") -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}={value} must be > 0" + (f" ({hint})" if hint else ""))
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{key}={value} must be >= 0 (0 turns it off)")

@@ -1,0 +1,241 @@
+"""CIFAR-10 as uint8 tensors on the training device, decoded once and cached.
+
+Two sources are read: torchvision's `cifar-10-batches-py` (downloaded into `data.root` when absent
+and allowed) and a class-folder tree `train/<class>/*`, `test/<class>/*` of any image format PIL
+reads. Either is decoded once into a uint8 cache file keyed by the source's file list, sizes and
+mtimes, so later trials load in a fraction of a second and a changed source is never served stale.
+Batches are normalized and augmented whole, on the device (airbench's data path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.config import DataConfig
+from training.errors import DataError
+
+TORCHVISION_DIR = "cifar-10-batches-py"
+IMAGE_SIZE = 32
+SUBSET_SEED = 0  # the fixed shuffled order behind train_size and the validation split
+
+
+@dataclass
+class Split:
+    """Images (uint8, N×3×32×32) and labels (int64, N) of one split, on one device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+
+
+def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Dataset:
+    """Load the source at `cfg.root` (via the cache), split it and move it to `device`."""
+    images, labels, test_images, test_labels, classes = _load_cached(cfg)
+    train_idx, val_idx = _split_indices(labels, cfg.train_size, cfg.val_size)
+
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        return Split(torch.from_numpy(np.array(x)).to(device), torch.from_numpy(np.array(y)).long().to(device))
+
+    return Dataset(
+        train=split(images[train_idx], labels[train_idx]),
+        val=split(images[val_idx], labels[val_idx]),
+        test=split(test_images, test_labels),
+        classes=classes,
+    )
+
+
+def _split_indices(labels: np.ndarray, train_size: int | None, val_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A class-stratified validation split, then the first `train_size` of a fixed shuffled order."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(labels)
+    n_classes = len(np.unique(labels))
+    if not n_classes <= val_size < n - n_classes:
+        raise DataError(
+            f"data.val_size={val_size} does not fit the {n} training images: "
+            f"use at least {n_classes} (one per class) and fewer than {n - n_classes}"
+        )
+    order = np.random.default_rng(SUBSET_SEED).permutation(n)
+    rest, val = train_test_split(order, test_size=val_size, stratify=labels[order], random_state=SUBSET_SEED)
+    rest = order[np.isin(order, rest)]  # back to the fixed shuffled order
+    if train_size is not None:
+        if train_size > len(rest):
+            raise DataError(
+                f"data.train_size={train_size} exceeds the {len(rest)} images left after the "
+                f"validation split (data.val_size={val_size}); lower one of them"
+            )
+        rest = rest[:train_size]
+    return rest, np.sort(val)
+
+
+def batches(
+    split: Split,
+    batch_size: int,
+    cfg: DataConfig,
+    generator: torch.Generator | None = None,
+    augment: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield normalized float batches; shuffled (and augmented) when a generator is given."""
+    n = len(split)
+    device = split.x.device
+    order = torch.randperm(n, generator=generator).to(device) if generator is not None else None
+    mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+        x = split.x[idx].float().div_(255)
+        if augment:
+            x = random_crop_flip(x, generator)
+        yield x.sub_(mean).div_(std), split.y[idx]
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding `pad` and random horizontal flip, per image, on the whole batch."""
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    flip = torch.rand(b, generator=generator).to(x.device) < 0.5
+    rows = dy[:, None] + torch.arange(h, device=x.device)  # b×h
+    cols = dx[:, None] + torch.arange(w, device=x.device)  # b×w
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()  # b×h×w×c → b×c×h×w
+
+
+# ---------------------------------------------------------------- sources and cache
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]
+CACHE_ARRAYS = ("x", "y", "test_x", "test_y")
+
+
+def _load_cached(cfg: DataConfig) -> Arrays:
+    root = Path(cfg.root).expanduser().resolve()
+    kind, files = _find_source(root, cfg.download)
+    cache = Path(cfg.cache_dir).expanduser() / f"cifar10-{kind}-{_fingerprint(root, files)}"
+    if not cache.exists():
+        arrays = _decode_torchvision(root) if kind == "torchvision" else _decode_folders(root)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # renamed when whole: no half-written cache
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name, array in zip(CACHE_ARRAYS, arrays[:4]):
+            np.save(tmp / f"{name}.npy", array)
+        (tmp / "classes.txt").write_text("\n".join(arrays[4]))
+        try:
+            os.replace(tmp, cache)
+        except OSError:  # another process cached the same source first
+            shutil.rmtree(tmp, ignore_errors=True)
+    # memory-mapped: a subset only reads the images it uses
+    x, y, tx, ty = (np.load(cache / f"{name}.npy", mmap_mode="r") for name in CACHE_ARRAYS)
+    return x, y, tx, ty, (cache / "classes.txt").read_text().split("\n")
+
+
+def _find_source(root: Path, download: bool) -> tuple[str, list[Path]]:
+    """Detect the source at `root`: ('folders', files) or ('torchvision', batch files)."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return "folders", [f for split in ("train", "test") for f in _files(root / split, depth=2)]
+    tv = root / TORCHVISION_DIR
+    if not tv.is_dir() and download:
+        _download(root)
+    if tv.is_dir():
+        return "torchvision", _files(tv, depth=1)
+    raise DataError(
+        f"no CIFAR-10 at {root}: looked for {TORCHVISION_DIR}/ (torchvision) and train/<class>/, test/<class>/ "
+        "(class folders); point data.root or the CIFAR10_ROOT environment variable at a copy"
+    )
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as e:  # no network, disk full, ...: the caller reports what was looked for
+        if (root / TORCHVISION_DIR).is_dir():
+            raise DataError(f"download of CIFAR-10 into {root} failed halfway ({e}); remove it and retry") from None
+
+
+def _files(folder: Path, depth: int) -> list[os.DirEntry[str]]:
+    """Files `depth` levels below `folder`, sorted by path (os.scandir: one stat per file, no more)."""
+    entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    if depth == 1:
+        return [e for e in entries if e.is_file()]
+    return [f for e in entries if e.is_dir() for f in _files(Path(e.path), depth - 1)]
+
+
+def _fingerprint(root: Path, files: list[os.DirEntry[str]]) -> str:
+    """Hash of every file's path, size and mtime: any added, removed or rewritten file changes it."""
+    h = hashlib.sha1(str(root).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _decode_torchvision(root: Path) -> Arrays:
+    from torchvision.datasets import CIFAR10
+
+    train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
+
+    def chw(data: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(data.transpose(0, 3, 1, 2))
+
+    return (
+        chw(train.data),
+        np.asarray(train.targets, dtype=np.int64),
+        chw(test.data),
+        np.asarray(test.targets, dtype=np.int64),
+        list(train.classes),
+    )
+
+
+def _decode_folders(root: Path) -> Arrays:
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    test_classes = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{root / 'train'} has no class folders: expected train/<class>/<image files>")
+    if classes != test_classes:
+        raise DataError(f"class folders differ between {root / 'train'} ({classes}) and {root / 'test'} ({test_classes})")
+    x, y = _decode_split(root / "train", classes)
+    tx, ty = _decode_split(root / "test", classes)
+    return x, y, tx, ty, classes
+
+
+def _decode_split(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image, UnidentifiedImageError
+    from rich.progress import track
+
+    files: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (folder / name).iterdir() if p.is_file())
+        if not found:
+            raise DataError(f"class folder {folder / name} is empty: every class needs at least one image")
+        files += [(p, label) for p in found]
+    x = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    for i, (path, _) in enumerate(track(files, description=f"decoding {folder.name}/", transient=True)):
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read image {path}: {e}") from None
+        if arr.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
+            raise DataError(f"image {path} is {arr.shape[1]}×{arr.shape[0]}; CIFAR-10 images must be 32×32")
+        x[i] = arr.transpose(2, 0, 1)
+    return x, np.array([label for _, label in files], dtype=np.int64)
