@@ -1,0 +1,233 @@
+"""Curve rules on synthetic curves: every label, scale invariance, lengths 3..1000, noise, NaN/inf,
+empty and one-epoch curves, gradient evidence, and the online verdict's conservatism."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import triage
+from triage import Thresholds, classify, classify_many, load_thresholds, online_verdict
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "triage"))
+from shapes import EXPECTED, LN2, LN10, SHAPES, noisy, scaled  # noqa: E402
+
+SHORT_OK = {"stuck": (3, 5), "nonfinite": (3, 5), "rising": (3, 5), "healthy": (3, 5), "dead": (5,)}
+
+
+def _cases():
+    for name in SHAPES:
+        for n in (*SHORT_OK.get(name, ()), 8, 30, 200, 1000):
+            yield name, n
+
+
+@pytest.mark.parametrize("name,n", list(_cases()))
+def test_shape_gets_its_label_at_any_scale_level_and_noise(name: str, n: int) -> None:
+    """Same curve ×0.1, ×1, ×100, at ln 2 and at ln 10, clean and with 2% noise → the same verdict."""
+    labels = set()
+    for level in (LN2, LN10):
+        for factor in (0.1, 1.0, 100.0):
+            for noise in (0.0, 0.02):
+                curves = scaled(SHAPES[name](n, level), factor)
+                if noise:
+                    curves = noisy(curves, noise, seed=n)
+                labels.add(classify(curves).label)
+    assert labels == {EXPECTED[name]}
+
+
+def test_dead_three_epochs_clean() -> None:
+    assert classify(SHAPES["dead"](3, LN10)).label == "diverging"
+
+
+def test_exploded_then_flat_at_chance_is_diverging_not_plateau() -> None:
+    for level in (LN2, LN10):
+        curve = [level * 30] + [level] * 24
+        v = classify({"train_loss": curve})
+        assert v.label == "diverging" and "died" in v.reason
+        # the same flat level without the explosion is a plateau
+        assert classify({"train_loss": [level * 1.01] + [level] * 24}).label == "plateau"
+
+
+def test_learned_then_died_is_diverging() -> None:
+    """Learns to 60% of chance, then an explosion kills it: back at chance, flat."""
+    curve = [2.3, 1.8, 1.5, 1.4, 40.0] + [2.303] * 10
+    v = classify({"train_loss": curve, "val_loss": [2.2, 1.7, 1.5, 1.45] + [2.303] * 11})
+    assert v.label == "diverging"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_values_anywhere_mean_diverging(bad: float) -> None:
+    for where in ("train_loss", "val_loss", "grad_norm"):
+        curves = {k: list(v) for k, v in SHAPES["healthy"](10, LN10).items()}
+        curves.setdefault("grad_norm", [1.0] * 10)
+        curves[where][6] = bad
+        v = classify(curves)
+        assert v.label == "diverging" and v.rule == "nonfinite"
+        assert f"epoch 7" in v.reason and where in v.reason
+
+
+def test_empty_missing_and_one_epoch_curves() -> None:
+    assert classify({}).label == "crashed"
+    assert classify({"train_loss": [], "val_loss": []}).label == "crashed"
+    assert classify({"train_loss": [float("nan")]}).label == "diverging"
+    one = classify({"train_loss": [2.1], "val_loss": [1.9]})
+    assert one.label == "healthy" and one.confidence <= 0.5 and "1 epoch" in one.reason
+    assert classify({"train_loss": [2.3, 2.3 * 50]}).label == "diverging"  # two epochs, climbing
+    assert classify({}, failure="oom", error="CUDA out of memory").label == "crashed"
+
+
+def test_failed_with_an_exception_is_crashed_even_with_a_partial_curve() -> None:
+    v = classify(SHAPES["healthy"](5, LN10), failure="exception", error="RuntimeError: boom")
+    assert v.label == "crashed" and "boom" in v.reason and "5 recorded epochs" in v.reason
+
+
+def test_accuracy_only_runs_use_no_loss() -> None:
+    assert classify({"val_acc": [0.1, 0.2, 0.3]}).label == "crashed"  # no loss curve: nothing to judge
+
+
+def test_slow_start_is_not_a_plateau_at_any_length() -> None:
+    for n in (10, 40, 300):
+        flat = int(0.35 * n)
+        u = np.arange(n - flat) / (n - flat)
+        curve = np.r_[np.full(flat, LN10), LN10 * (0.2 + 0.8 * np.exp(-6 * u))]
+        v = classify({"train_loss": curve})
+        assert v.label in ("healthy", "unconverged"), (n, v.reason)  # learning at the end: never a plateau
+
+
+def test_long_noisy_healthy_run() -> None:
+    rng = np.random.default_rng(0)
+    u = np.arange(1, 1001) / 1000
+    train = LN2 * (0.3 + 0.7 * np.exp(-6 * u)) * np.exp(rng.normal(0, 0.05, 1000))
+    val = LN2 * (0.45 + 0.55 * np.exp(-6 * u)) * np.exp(rng.normal(0, 0.05, 1000))
+    assert classify({"train_loss": train, "val_loss": val}).label == "healthy"
+
+
+def test_reason_is_one_sentence_with_numbers() -> None:
+    for name in SHAPES:
+        v = classify(SHAPES[name](30, LN10))
+        assert v.reason.endswith(".") and v.reason.count(". ") == 0, v.reason
+        assert any(ch.isdigit() for ch in v.reason)
+        assert 0.0 < v.confidence <= 1.0
+
+
+def test_overfit_reason_quotes_the_rise_and_the_fall() -> None:
+    v = classify(SHAPES["overfit"](30, LN10))
+    assert v.label == "overfit"
+    assert "val_loss rose" in v.reason and "train_loss fell" in v.reason and "epoch" in v.reason
+
+
+# --- gradient evidence ------------------------------------------------------------------------
+
+def test_exploding_gradients_behind_a_dead_run_are_named() -> None:
+    """The loss barely shows the explosion (epoch-1 average 1.2× chance) but the gradient norm does."""
+    loss = [2.303 * 1.2] + [2.303] * 14
+    grad = [5e3] + [0.02] * 14
+    v = classify({"train_loss": loss, "grad_norm": grad})
+    assert v.label == "diverging" and "exploded" in v.reason and "grad_norm" in v.reason
+    assert classify({"train_loss": loss}).label == "plateau"  # without the grad norm it looks stuck
+
+
+def test_vanishing_gradients_behind_a_plateau_are_named() -> None:
+    loss = [0.6931] * 20
+    grad = list(np.geomspace(1.0, 1e-4, 20))
+    v = classify({"train_loss": loss, "grad_norm": grad})
+    assert v.label == "plateau" and "vanishing gradients" in v.reason
+
+
+def test_clipping_that_held_while_the_norm_grew_is_reported() -> None:
+    loss = list(np.linspace(2.3, 1.6, 8)) + [float("nan")]
+    grad = list(np.geomspace(1.0, 80.0, 8)) + [float("inf")]
+    clip = [0.2, 0.5, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0]
+    v = classify({"train_loss": loss, "grad_norm": grad, "clip_fraction": clip})
+    assert v.label == "diverging"
+    assert "clipping held" in v.reason and "80" in v.reason
+
+
+# --- online -----------------------------------------------------------------------------------
+
+def _prefixes(curves: dict, start: int = 1):
+    n = max(len(v) for v in curves.values())
+    for k in range(start, n + 1):
+        yield k, {name: v[:k] for name, v in curves.items()}
+
+
+@pytest.mark.parametrize("name", ["healthy", "slow_start", "stuck", "flat_after_drop", "overfit", "oscillating",
+                                  "unconverged"])
+def test_online_never_stops_a_run_that_is_not_diverging(name: str) -> None:
+    for level in (LN2, LN10):
+        for n in (6, 30, 120):
+            for seed in (0, 1):
+                curves = noisy(SHAPES[name](n, level), 0.03, seed)
+                for k, part in _prefixes(curves):
+                    assert online_verdict(part) is None, (name, n, k)
+
+
+def test_online_does_not_stop_a_spike_that_recovers() -> None:
+    """A loss spike of 8× in epoch 1 followed by slow learning (no collapse) is left alone."""
+    curve = [2.3 * 8, 2.30, 2.29, 2.28, 2.2, 2.0, 1.8, 1.6, 1.5, 1.4]
+    for k, part in _prefixes({"train_loss": curve, "val_loss": [2.3, 2.29, 2.285, 2.27, 2.2, 2.0, 1.85, 1.7,
+                                                                 1.6, 1.5]}):
+        assert online_verdict(part) is None, k
+
+
+def test_online_stops_nonfinite_at_once() -> None:
+    v = online_verdict({"train_loss": [2.3, 2.0, float("nan")]})
+    assert v is not None and v.label == "diverging" and "epoch 3" in v.reason
+
+
+def test_online_stops_an_explosion_after_two_epochs() -> None:
+    curve = [2.3, 2.0, 1.8, 30.0, 400.0, 5e3]
+    stops = [k for k, part in _prefixes({"train_loss": curve}) if online_verdict(part)]
+    assert stops and stops[0] == 5
+
+
+def test_online_stops_a_dead_run_once_it_is_flat_with_constant_predictions() -> None:
+    curves = {"train_loss": [2.3 * 200] + [2.3026] * 19, "val_loss": [2.3026] * 20, "val_acc": [0.1] * 20}
+    stops = [k for k, part in _prefixes(curves) if online_verdict(part)]
+    assert stops and stops[0] <= 6
+    assert classify(curves).label == "diverging"
+
+
+# --- API and thresholds -----------------------------------------------------------------------
+
+def test_classify_many_matches_classify() -> None:
+    runs = [SHAPES[name](n, LN10) for name in SHAPES for n in (8, 30)]
+    assert [v.label for v in classify_many(runs)] == [classify(r).label for r in runs]
+
+
+def test_thresholds_come_from_the_yaml_and_change_verdicts() -> None:
+    th = load_thresholds()
+    assert isinstance(th, Thresholds) and th.explode_ratio > 1
+    curve = {"train_loss": [2.3 * 30] + [2.3] * 20}
+    assert classify(curve, th).label == "diverging"
+    strict = th.replace(explode_ratio=1e6, dead_short_ratio=1e6, diverge_rise=1e6, diverge_lost=1e6)
+    assert classify(curve, strict).label != "diverging"
+
+
+def test_thresholds_reject_a_missing_value(tmp_path) -> None:
+    from triage.thresholds import DEFAULT_PATH
+    text = "\n".join(l for l in DEFAULT_PATH.read_text().splitlines() if not l.startswith("explode_ratio"))
+    (tmp_path / "t.yaml").write_text(text)
+    with pytest.raises(ValueError, match="explode_ratio"):
+        load_thresholds(tmp_path / "t.yaml")
+
+
+def test_pruned_runs_are_never_unconverged() -> None:
+    curves = SHAPES["unconverged"](30, LN10)
+    assert classify(curves).label == "unconverged"
+    v = classify(curves, pruned=True)
+    assert v.label == "healthy" and "pruner" in v.reason
+
+
+def test_import_triage_does_not_import_torch_or_training() -> None:
+    import subprocess
+    import sys
+    code = "import sys, triage; triage.classify({'train_loss': [1, 0.5]}); " \
+           "print(any(m == 'torch' or m.startswith('torch.') or m == 'training' for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert math.isfinite(triage.classify({"train_loss": [1.0, 0.5, 0.4]}).confidence)

@@ -1,0 +1,385 @@
+"""Curve rules: label a run from the shape of its per-epoch curves.
+
+``classify`` / ``classify_many`` give the offline verdict of a finished (or stopped) run;
+``online_verdict`` is the same rule set on a partial curve, tuned so that it only ever says
+``diverging`` and only when that is certain. Rules are checked in a fixed order, first match wins:
+
+1. crashed     no epoch recorded (or the run failed with an exception / out of memory)
+2. diverging   a non-finite loss or grad norm; a training loss that climbed and stayed up;
+               a curve that exploded and then sat flat (a dead network), seen in the loss or
+               in a grad norm that exploded while the loss stopped improving
+3. oscillating the training loss keeps reversing direction by large swings
+4. overfit     val_loss turned up well past its minimum while train_loss kept falling
+5. plateau     the loss stopped improving early, far from where it could be
+6. unconverged the objective was still falling fast when the budget ended
+7. healthy     none of the above
+
+Every statistic is a ratio of a curve with itself (see ``features``), so the verdicts do not
+depend on the loss's scale or on the number of classes. Thresholds: ``conf/triage/default.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .features import CurveStats, curve_stats, tail_window
+from .thresholds import Thresholds, load_thresholds
+from .verdict import (
+    CRASHED, DIVERGING, HEALTHY, OSCILLATING, OVERFIT, PLATEAU, UNCONVERGED, Verdict,
+)
+
+#: Canonical curve names; ``MetricNames`` maps an experiment's own names onto them.
+LOSS_KEYS = ("train_loss", "val_loss")
+STAT_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "clip_fraction")
+NONFINITE_KEYS = ("train_loss", "val_loss", "grad_norm")
+FAILED_WITH_ERROR = ("oom", "exception", "interrupted")
+
+
+def _f(x: float) -> str:
+    """A number for a sentence: 3 significant digits."""
+    return f"{x:.3g}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%" if abs(x) >= 0.095 else f"{100 * x:.1f}%"
+
+
+def _conf(value: float, threshold: float, clear: float) -> float:
+    """0.6 at the threshold, rising linearly to 0.97 where the statistic is clearly past it."""
+    span = clear - threshold
+    frac = 1.0 if span == 0 else (value - threshold) / span
+    return 0.6 + 0.37 * min(1.0, max(0.0, frac))
+
+
+@dataclass
+class _Run:
+    """One run's curves prepared for the rules: finite prefixes plus where they stopped being finite."""
+
+    curves: dict[str, np.ndarray]
+    nonfinite: tuple[str, int, float] | None = None   # (name, 0-based epoch, value)
+    failure: str | None = None
+    error: str | None = None
+    pruned: bool = False
+    stats: dict[str, CurveStats | None] = field(default_factory=dict)
+
+
+def _prepare(curves: Mapping[str, Sequence[float]], meta: Mapping[str, Any] | None) -> _Run:
+    arrays: dict[str, np.ndarray] = {}
+    nonfinite: tuple[str, int, float] | None = None
+    for key, values in curves.items():
+        if values is None:
+            continue
+        a = np.asarray(values, dtype=float).ravel()
+        if key in NONFINITE_KEYS and not np.isfinite(a).all():
+            i = int(np.argmin(np.isfinite(a)))
+            if nonfinite is None or i < nonfinite[1]:
+                nonfinite = (key, i, float(a[i]))
+        arrays[key] = a
+    if nonfinite is not None:  # judge the shape only up to the first non-finite epoch of any curve
+        arrays = {k: v[: nonfinite[1]] for k, v in arrays.items()}
+    meta = meta or {}
+    return _Run(arrays, nonfinite, meta.get("failure"), meta.get("error"), bool(meta.get("pruned")))
+
+
+def _primary(run: _Run) -> tuple[str, CurveStats | None]:
+    for key in LOSS_KEYS:
+        if run.stats.get(key) is not None:
+            return key, run.stats[key]
+    return "train_loss", None
+
+
+def _grad_notes(run: _Run, th: Thresholds, label: str) -> list[str]:
+    """Sentences naming the gradient mechanism behind a verdict, where grad_norm is logged."""
+    g = run.stats.get("grad_norm")
+    if g is None:
+        return []
+    notes = []
+    clip = run.stats.get("clip_fraction")
+    if g.best > 0 and g.peak >= th.grad_explode_ratio * g.best:
+        notes.append(f"exploding gradients: grad_norm reached {_f(g.peak)} at epoch {g.peak_i + 1}, "
+                     f"{_f(g.peak / g.best)}× its minimum {_f(g.best)}")
+    elif label == DIVERGING and g.start > 0 and g.peak >= th.clip_growth * g.start:
+        notes.append(f"grad_norm grew {_f(g.peak / g.start)}× ({_f(g.start)} → {_f(g.peak)}) before it")
+    if clip is not None and clip.tail >= th.clip_held_fraction and g.start > 0 and g.tail >= th.clip_growth * g.start:
+        notes.append(f"clipping held the steps (clip_fraction {_f(clip.tail)} at the end) while the pre-clip "
+                     f"grad_norm kept growing {_f(g.tail / g.start)}× ({_f(g.start)} → {_f(g.tail)})")
+    if label in (PLATEAU, HEALTHY, UNCONVERGED) and g.start > 0 and g.tail <= th.vanishing_grad_ratio * g.start:
+        notes.append(f"vanishing gradients: grad_norm fell to {_pct(g.tail / g.start)} of its first epoch "
+                     f"({_f(g.start)} → {_f(g.tail)})")
+    return notes
+
+
+def _verdict(run: _Run, th: Thresholds, label: str, conf: float, reason: str, rule: str, **ev: Any) -> Verdict:
+    notes = _grad_notes(run, th, label)
+    if notes:
+        reason = f"{reason}; {'; '.join(notes)}"
+    if run.pruned and label not in (DIVERGING, CRASHED):
+        reason += " (stopped early by the pruner)"
+    _, p = _primary(run)
+    if p is not None and p.n < th.short_epochs and rule not in ("nonfinite", "crashed", "failed"):
+        conf *= th.short_penalty
+    return Verdict(label, round(float(conf), 3), reason + ".", rule, ev)
+
+
+# --- diverging --------------------------------------------------------------------------------
+
+def _rising(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str] | None:
+    """The loss climbed above its best and stayed there for the whole tail window."""
+    if s.n < 2 or s.best <= 0 or s.tail_min < (1 + th.diverge_rise_min) * s.best:
+        return None
+    rise = s.tail_min / s.best - 1
+    if rise < th.diverge_rise and s.lost < th.diverge_lost:
+        return None
+    k = tail_window(s.n, th)
+    conf = max(_conf(rise, th.diverge_rise, 4 * th.diverge_rise), _conf(s.lost, th.diverge_lost, 1.5))
+    where = "the last epoch" if k <= 1 else f"each of the last {k} epochs"
+    reason = (f"{key} climbed back up to {_f(s.tail)} ({where} ≥ {_f(s.tail_min / s.best)}× its best "
+              f"{_f(s.best)} at epoch {s.best_i + 1}"
+              + (f", giving back {_pct(min(s.lost, 9.99))} of its progress)" if np.isfinite(s.lost) and s.lost > 0
+                 else ")"))
+    return conf, reason
+
+
+def _dead(key: str, s: CurveStats, th: Thresholds, ratio: float, min_flat: int) -> tuple[float, str] | None:
+    """An epoch far above the level the curve then sits at, flat, without having learned after it."""
+    if s.n < 1 + min_flat or s.tail <= 0 or s.peak < ratio * s.tail:
+        return None
+    flat = s.n - s.settle_i
+    if flat < min_flat or s.settle_i - s.peak_i > th.dead_settle_epochs:
+        return None
+    if s.peak_i > 0 and s.tail < (1 - th.plateau_min_gain) * s.premin:
+        return None  # it sits below anything it reached before the spike: it learned, not died
+    conf = _conf(s.peak / s.tail, ratio, 10 * ratio)
+    reason = (f"{key} exploded to {_f(s.peak)} at epoch {s.peak_i + 1} ({_f(s.peak / s.tail)}× the level it then "
+              f"sat at) and stayed flat at {_f(s.tail)} for {flat} epochs: the network died")
+    return conf, reason
+
+
+def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
+    """grad_norm exploded and collapsed within a few epochs while the loss stopped improving after it."""
+    g = run.stats.get("grad_norm")
+    if g is None or g.tail <= 0 or g.peak < th.grad_explode_ratio * g.tail or p.n < 3:
+        return None
+    grad = run.curves["grad_norm"]
+    after = min(g.peak_i + th.dead_settle_epochs, g.n - 1)
+    if grad[after] > math.sqrt(th.grad_explode_ratio) * g.tail:
+        return None  # a gradual decay over many epochs is vanishing gradients, not an explosion
+    x = run.curves[key]
+    j = min(g.peak_i + 1, len(x) - 1)
+    if j >= len(x) - 1 or p.tail < (1 - th.plateau_min_gain) * x[j] or abs(p.recent_gain) > th.plateau_recent:
+        return None
+    conf = _conf(g.peak / g.tail, th.grad_explode_ratio, 10 * th.grad_explode_ratio)
+    reason = (f"grad_norm exploded to {_f(g.peak)} at epoch {g.peak_i + 1} ({_f(g.peak / g.tail)}× its final level) "
+              f"and {key} has not improved since ({_f(x[j])} at epoch {j + 1} → {_f(p.tail)}): the network died")
+    return conf, reason
+
+
+# --- the other shapes -------------------------------------------------------------------------
+
+def _oscillating(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str] | None:
+    if s.n < 5 or s.osc_count < th.osc_min_count or s.osc_frac < th.osc_min_fraction:
+        return None
+    conf = _conf(s.osc_frac, th.osc_min_fraction, 0.6)
+    reason = (f"{key} reversed direction by ≥ {_pct(th.osc_amplitude)} of its median {s.osc_count} times in "
+              f"{s.n} epochs, swinging between {_f(s.best)} and {_f(s.peak)}")
+    return conf, reason
+
+
+def _overfit(run: _Run, th: Thresholds) -> tuple[float, str, dict[str, float]] | None:
+    t, v = run.stats.get("train_loss"), run.stats.get("val_loss")
+    if t is None or v is None or v.n < 4 or v.sbest <= 0:
+        return None
+    m = v.sbest_i
+    if v.n - 1 - m < th.overfit_min_epochs_after or m >= t.n:
+        return None
+    rise = v.tail / v.sbest - 1
+    t_at_m = float(run.curves["train_loss"][m])
+    fall = 1 - t.tail / t_at_m if t_at_m > 0 else 0.0
+    if rise < th.overfit_val_rise or fall < th.overfit_train_fall:
+        return None
+    gap_m, gap_end = v.sbest - t_at_m, v.tail - t.tail
+    if gap_end <= gap_m:
+        return None
+    conf = min(_conf(rise, th.overfit_val_rise, 4 * th.overfit_val_rise), _conf(fall, th.overfit_train_fall, 0.5))
+    reason = (f"val_loss rose {_pct(rise)} above its minimum {_f(v.sbest)} at epoch {m + 1} while train_loss "
+              f"fell {_pct(fall)} more ({_f(t_at_m)} → {_f(t.tail)}), widening the gap from {_f(gap_m)} to "
+              f"{_f(gap_end)}")
+    return conf, reason, {"val_rise": rise, "train_fall": fall, "val_min_epoch": m + 1}
+
+
+def _plateau(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str, str] | None:
+    if s.n < 3 or s.recent_gain >= th.unconverged_recent_gain:
+        return None
+    if s.gain < th.plateau_min_gain:
+        conf = _conf(th.plateau_min_gain - s.gain, 0.0, th.plateau_min_gain)
+        reason = (f"{key} never improved: after {s.n} epochs it sits at {_f(s.tail)}, "
+                  f"{_pct(abs(s.gain))} {'below' if s.gain >= 0 else 'above'} its first epoch {_f(s.start)}")
+        return conf, reason, "stuck"
+    if s.gain < th.plateau_max_gain and abs(s.recent_gain) < th.plateau_recent:
+        conf = min(_conf(th.plateau_max_gain - s.gain, 0.0, th.plateau_max_gain / 2),
+                   _conf(th.plateau_recent - abs(s.recent_gain), 0.0, th.plateau_recent / 2))
+        reason = (f"{key} fell only {_pct(s.gain)} ({_f(s.start)} → {_f(s.tail)}) and then stopped: "
+                  f"{_pct(s.recent_gain)} change over the last {_recent_epochs(s.n, th)} epochs")
+        return conf, reason, "flat"
+    return None
+
+
+def _recent_epochs(n: int, th: Thresholds) -> int:
+    return max(tail_window(n, th), math.ceil(n * th.recent_fraction))
+
+
+def _healthy_reason(run: _Run, key: str, p: CurveStats) -> str:
+    reason = f"{key} fell {_pct(p.gain)} ({_f(p.start)} → {_f(p.tail)}) over {p.n} epochs"
+    v = run.stats.get("val_loss")
+    if key != "val_loss" and v is not None:
+        reason += (f" and val_loss ended at {_f(v.tail)}, within {_pct(max(0.0, v.tail / v.sbest - 1) if v.sbest > 0 else 0.0)}"
+                   f" of its minimum at epoch {v.sbest_i + 1}")
+    acc = run.stats.get("val_acc") or run.stats.get("train_acc")
+    if acc is not None:
+        name = "val_acc" if run.stats.get("val_acc") is not None else "train_acc"
+        reason += f" ({name} {_f(acc.tail)})"
+    return reason
+
+
+def _decide(run: _Run, th: Thresholds) -> Verdict:
+    n_epochs = max((len(run.curves.get(k, ())) for k in LOSS_KEYS), default=0)
+    if run.failure in FAILED_WITH_ERROR:
+        msg = f": {run.error}" if run.error else ""
+        return _verdict(run, th, CRASHED, 0.99,
+                        f"the run failed with {run.failure} after {n_epochs} recorded epochs{msg}", "failed",
+                        failure=run.failure, epochs=n_epochs)
+    if run.nonfinite is not None:
+        name, i, value = run.nonfinite
+        before = run.curves.get(name)
+        prev = f" after {_f(before[-1])} at epoch {i}" if before is not None and len(before) else ""
+        shown = "NaN" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
+        return _verdict(run, th, DIVERGING, 0.99, f"{name} became {shown} at epoch {i + 1}{prev}", "nonfinite",
+                        metric=name, epoch=i + 1)
+    key, p = _primary(run)
+    if p is None:
+        why = f"failed ({run.failure})" if run.failure else "recorded no epoch"
+        return _verdict(run, th, CRASHED, 0.9 if run.failure else 0.8, f"the run {why}: no loss curve to judge",
+                        "crashed")
+    if p.n == 1:
+        return _verdict(run, th, HEALTHY, 0.3, f"only 1 epoch was recorded ({key} {_f(p.start)}): too short to judge "
+                        "its shape", "short")
+    hit = _rising(key, p, th)
+    if hit:
+        return _verdict(run, th, DIVERGING, hit[0], hit[1], "rising", rise=p.tail_min / p.best - 1, lost=p.lost)
+    for k in LOSS_KEYS:
+        s = run.stats.get(k)
+        hit = None if s is None else (_dead(k, s, th, th.explode_ratio, th.dead_min_flat)
+                                      or _dead(k, s, th, th.dead_short_ratio, 2))
+        if hit:
+            return _verdict(run, th, DIVERGING, hit[0], hit[1], "dead", peak_ratio=s.peak / s.tail)
+    hit = _grad_dead(run, key, p, th)
+    if hit:
+        return _verdict(run, th, DIVERGING, hit[0], hit[1], "grad_dead")
+    hit = _oscillating(key, p, th)
+    if hit:
+        return _verdict(run, th, OSCILLATING, hit[0], hit[1], "oscillating", reversals=p.osc_count)
+    of = _overfit(run, th)
+    if of:
+        return _verdict(run, th, OVERFIT, of[0], of[1], "overfit", **of[2])
+    pl = _plateau(key, p, th)
+    if pl:
+        return _verdict(run, th, PLATEAU, pl[0], pl[1], pl[2], gain=p.gain, recent_gain=p.recent_gain)
+    obj_key = "val_loss" if run.stats.get("val_loss") is not None and run.stats["val_loss"].n >= 4 else key
+    o = run.stats.get(obj_key)
+    share = (o.earlier - o.tail) / (o.start - o.tail) if o is not None and o.start > o.tail else 0.0
+    if (not run.pruned and o is not None and o.n >= 4 and o.recent_gain >= th.unconverged_recent_gain
+            and share >= th.unconverged_share):
+        r = _recent_epochs(o.n, th)
+        conf = _conf(o.recent_gain, th.unconverged_recent_gain, 3 * th.unconverged_recent_gain)
+        return _verdict(run, th, UNCONVERGED, conf,
+                        f"{obj_key} was still falling when the budget ended: {_pct(o.recent_gain)} over the last "
+                        f"{r} of {o.n} epochs ({_f(o.earlier)} → {_f(o.tail)}); train longer", "unconverged",
+                        recent_gain=o.recent_gain)
+    margin = min(1.0, max(0.0, p.gain - th.plateau_max_gain) / th.plateau_max_gain)
+    return _verdict(run, th, HEALTHY, 0.6 + 0.35 * margin, _healthy_reason(run, key, p), "healthy", gain=p.gain)
+
+
+def _stats_for(runs: list[_Run], th: Thresholds) -> None:
+    for key in STAT_KEYS:
+        stats = curve_stats([r.curves.get(key) for r in runs], th)
+        for r, s in zip(runs, stats):
+            r.stats[key] = s
+
+
+def classify_many(
+    runs: Sequence[Mapping[str, Sequence[float]]],
+    thresholds: Thresholds | None = None,
+    metas: Sequence[Mapping[str, Any] | None] | None = None,
+) -> list[Verdict]:
+    """Classify many runs at once (statistics vectorized over runs of equal length).
+
+    Args:
+        runs: for each run, canonical curve name → per-epoch values (NaN/inf allowed, may be empty).
+        thresholds: defaults to ``conf/triage/default.yaml``.
+        metas: optional per-run facts the curves cannot show: ``failure`` (``oom``, ``exception``,
+            ``interrupted``, ``nonfinite``), ``error`` (message), ``pruned`` (stopped by the pruner).
+    """
+    th = thresholds or load_thresholds()
+    prepared = [_prepare(c, metas[i] if metas else None) for i, c in enumerate(runs)]
+    _stats_for(prepared, th)
+    return [_decide(r, th) for r in prepared]
+
+
+def classify(
+    curves: Mapping[str, Sequence[float]],
+    thresholds: Thresholds | None = None,
+    *,
+    failure: str | None = None,
+    error: str | None = None,
+    pruned: bool = False,
+) -> Verdict:
+    """Classify one run from its per-epoch curves (see the module docstring for the rules).
+
+    ``curves`` maps canonical names (``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``,
+    ``grad_norm``, ``clip_fraction``, ``lr``) to per-epoch values; missing keys, empty curves and
+    NaN/inf values are allowed.
+    """
+    meta = {"failure": failure, "error": error, "pruned": pruned}
+    return classify_many([curves], thresholds, [meta])[0]
+
+
+def online_verdict(curves: Mapping[str, Sequence[float]], thresholds: Thresholds | None = None) -> Verdict | None:
+    """During training: a ``diverging`` verdict when the partial curves are certainly diverging, else None.
+
+    Fires only on (a) a non-finite loss or grad norm, (b) a training loss whose last two epochs are
+    both ≥ ``online_explode_ratio`` × its best, or (c) a loss that exploded ≥ ``online_explode_ratio`` ×
+    above the level it then sat at, flat for ``online_min_flat`` epochs with constant val_acc or a
+    collapsed grad norm. Slow-starting curves (flat, then learning) never match: none has a peak far
+    above its flat level.
+    """
+    th = thresholds or load_thresholds()
+    run = _prepare(curves, None)
+    if run.nonfinite is not None:
+        return _decide(run, th)
+    _stats_for([run], th)
+    key, p = _primary(run)
+    if p is None:
+        return None
+    x = run.curves[key]
+    if p.n >= 3 and p.best > 0 and min(x[-1], x[-2]) >= th.online_explode_ratio * p.best:
+        return _verdict(run, th, DIVERGING, 0.95,
+                        f"{key} exploded to {_f(x[-1])}, {_f(x[-1] / p.best)}× its best {_f(p.best)} at epoch "
+                        f"{p.best_i + 1}, for two epochs in a row", "online_rising")
+    g = run.stats.get("grad_norm")
+    acc = run.curves.get("val_acc")
+    for k in LOSS_KEYS:
+        s = run.stats.get(k)
+        if s is None:
+            continue
+        flat = s.n - s.settle_i
+        grad_dead = g is not None and g.tail > 0 and g.peak >= th.grad_explode_ratio * g.tail
+        acc_flat = acc is not None and len(acc) >= s.n and flat > 0 and np.ptp(acc[s.settle_i:s.n]) <= th.online_acc_flat_tol
+        min_flat = th.online_min_flat if (grad_dead or acc_flat) else 2 * th.online_min_flat
+        hit = _dead(k, s, th, th.online_explode_ratio, min_flat)
+        if hit:
+            return _verdict(run, th, DIVERGING, max(hit[0], 0.9), hit[1], "online_dead")
+    return None
