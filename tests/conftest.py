@@ -1,0 +1,48 @@
+"""Shared fixtures: the real CIFAR-10 copy (CIFAR10_ROOT), a private SWEEPS_HOME, small real datasets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cifar_root() -> Path:
+    root = os.environ.get("CIFAR10_ROOT")
+    if not root or not Path(root).is_dir():
+        pytest.skip("CIFAR10_ROOT is not set to a CIFAR-10 copy (class folders or torchvision's)")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One decoded cache for the whole session (SWEEPS_TEST_CACHE keeps it between sessions)."""
+    keep = os.environ.get("SWEEPS_TEST_CACHE")
+    return Path(keep) if keep else tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def sweeps_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> Path:
+    """Every test gets its own SWEEPS_HOME (studies, MLflow store), sharing the data cache."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SWEEPS_HOME", str(home))
+    monkeypatch.setenv("SWEEPS_CACHE_DIR", str(cache_dir))
+    return home
+
+
+def run_cli(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600):
+    """Run `python -m module args` in `cwd` with this interpreter; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
