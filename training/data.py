@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,20 +192,26 @@ def _fingerprint(root: Path, files: list[os.DirEntry[str]]) -> str:
 
 
 def _decode_torchvision(root: Path) -> Arrays:
-    from torchvision.datasets import CIFAR10
+    """Read torchvision's `cifar-10-batches-py` (the python pickles CIFAR-10 is distributed as)."""
+    tv = root / TORCHVISION_DIR
 
-    train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
+    def unpickle(name: str) -> dict[str, Any]:
+        try:
+            with open(tv / name, "rb") as f:
+                raw = pickle.load(f, encoding="latin1")
+        except (OSError, pickle.UnpicklingError, EOFError) as e:
+            raise DataError(f"cannot read {tv / name}: {e}; remove {tv} to download it again") from None
+        return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
 
-    def chw(data: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(data.transpose(0, 3, 1, 2))
+    def split(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        batches = [unpickle(n) for n in names]
+        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+        y = np.concatenate([np.asarray(b.get("labels", b.get("fine_labels")), dtype=np.int64) for b in batches])
+        return x, y
 
-    return (
-        chw(train.data),
-        np.asarray(train.targets, dtype=np.int64),
-        chw(test.data),
-        np.asarray(test.targets, dtype=np.int64),
-        list(train.classes),
-    )
+    x, y = split([f"data_batch_{i}" for i in range(1, 6)])
+    tx, ty = split(["test_batch"])
+    return x, y, tx, ty, list(unpickle("batches.meta")["label_names"])
 
 
 def _decode_folders(root: Path) -> Arrays:

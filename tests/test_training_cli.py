@@ -1,0 +1,52 @@
+"""`python -m training fit|gradcheck` end to end, and every bad input as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from training import RECORD_KEYS
+
+SMALL = ["train.epochs=1", "data.train_size=500", "data.val_size=200"]
+
+
+def test_fit_writes_metrics_jsonl_in_the_run_dir(tmp_path: Path, cifar_root: Path) -> None:
+    p = run_cli("training", "fit", *SMALL, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and list(json.loads(lines[0])) == list(RECORD_KEYS)
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
+    assert "epoch   1" in p.stdout + p.stderr
+
+
+def test_gradcheck_command_passes(tmp_path: Path) -> None:
+    p = run_cli("training", "gradcheck", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "gradcheck passed" in p.stdout and "features.0.0.weight" in p.stdout
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("scheduler=linear", "scheduler"),
+        ("scheduler.name=linear", "scheduler.name='linear' is unknown"),
+        ("optimizer=rmsprop", "optimizer"),
+        ("model.name=resnet", "model.name='resnet' is unknown"),
+        ("optimizer.lr=0", "optimizer.lr=0"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),
+        ("train.l1=-1", "train.l1"),
+        ("train.clip_theta=-2", "train.clip_theta"),
+        ("train.bogus=1", "bogus"),
+        ("data.val_size=60000", "data.val_size=60000"),
+        ("data.root=/nonexistent/cifar", "no CIFAR-10 at /nonexistent/cifar"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cifar_root: Path, override: str, message: str) -> None:
+    p = run_cli("training", "fit", *SMALL, "data.download=false", override, cwd=tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], p.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -1,0 +1,127 @@
+"""Loading CIFAR-10: generated class folders, the shared real copy, the cache, and bad data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import training.data as data_mod
+from training.config import DataConfig
+from training.data import load_data
+from training.errors import DataError
+
+CLASSES = ["cat", "dog", "frog"]
+
+
+def make_tree(root: Path, per_class: int = 6, test_per_class: int = 2, fmt: str = "png") -> Path:
+    """A tiny class-folder tree whose pixel values encode (split, class, index)."""
+    for split, n in (("train", per_class), ("test", test_per_class)):
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                arr = np.full((32, 32, 3), 10 * c + i, dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / name / f"{i:03d}.{fmt}")
+    return root
+
+
+def cfg(root: Path, cache: Path, **kw) -> DataConfig:
+    return DataConfig(root=str(root), cache_dir=str(cache), download=False, **kw)
+
+
+def test_class_folder_tree_loads_stratified(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "tree")
+    d = load_data(cfg(root, tmp_path / "cache", val_size=3))
+    assert d.classes == CLASSES
+    assert (len(d.train), len(d.val), len(d.test)) == (15, 3, 6)
+    assert sorted(d.val.y.tolist()) == [0, 1, 2]  # stratified: one per class
+    assert d.train.x.dtype.is_floating_point is False and d.train.x.shape[1:] == (3, 32, 32)
+    # labels match pixel content (10·class + index): nothing shuffled out of step
+    assert all(int(x[0, 0, 0]) // 10 == int(y) for x, y in zip(d.train.x, d.train.y))
+    assert not set(d.train.x[:, 0, 0, 0].tolist()) & set(d.val.x[:, 0, 0, 0].tolist())  # disjoint
+
+
+def test_train_size_takes_a_shuffled_not_class_ordered_subset(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "tree", per_class=10)
+    d = load_data(cfg(root, tmp_path / "cache", val_size=3, train_size=9))
+    assert len(d.train) == 9 and len(set(d.train.y.tolist())) >= 2
+    again = load_data(cfg(root, tmp_path / "cache", val_size=3, train_size=9))
+    assert d.train.x.equal(again.train.x)  # a fixed order
+
+
+def test_cache_is_reused_and_invalidated_when_the_source_changes(tmp_path: Path, monkeypatch) -> None:
+    root = make_tree(tmp_path / "tree")
+    decoded = []
+    real = data_mod._decode_folders
+    monkeypatch.setattr(data_mod, "_decode_folders", lambda r: decoded.append(r) or real(r))
+    c = cfg(root, tmp_path / "cache", val_size=3)
+    first = load_data(c)
+    load_data(c)
+    assert len(decoded) == 1  # second load served from the cache
+    img = root / "test" / "cat" / "000.png"
+    Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(img)
+    os.utime(img, ns=(1, 1))  # a rewritten file, even with an old mtime, differs in mtime from the cached one
+    changed = load_data(c)
+    assert len(decoded) == 2
+    assert int(changed.test.x[0, 0, 0, 0]) == 200 != int(first.test.x[0, 0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda r: [p.unlink() for p in (r / "train" / "dog").iterdir()], "is empty"),
+        (lambda r: (r / "train" / "dog" / "000.png").write_bytes(b"not an image"), "cannot read image"),
+        (lambda r: Image.new("RGB", (16, 16)).save(r / "train" / "dog" / "000.png"), "must be 32×32"),
+        (lambda r: (r / "test" / "dog").rename(r / "test" / "wolf"), "class folders differ"),
+    ],
+    ids=["empty-class", "unreadable", "wrong-size", "class-mismatch"],
+)
+def test_bad_trees_raise_one_line(tmp_path: Path, breakage, message: str) -> None:
+    root = make_tree(tmp_path / "tree")
+    breakage(root)
+    with pytest.raises(DataError, match=message) as e:
+        load_data(cfg(root, tmp_path / "cache", val_size=3))
+    assert "\n" not in str(e.value)
+    assert not list((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no CIFAR-10 at .*CIFAR10_ROOT"):
+        load_data(cfg(tmp_path / "nothing", tmp_path / "cache", val_size=3))
+
+
+@pytest.mark.parametrize("val_size, train_size", [(18, None), (2, None), (3, 100)])
+def test_split_sizes_that_cannot_fit(tmp_path: Path, val_size: int, train_size: int | None) -> None:
+    root = make_tree(tmp_path / "tree")
+    with pytest.raises(DataError, match="data.(val|train)_size"):
+        load_data(cfg(root, tmp_path / "cache", val_size=val_size, train_size=train_size))
+
+
+def test_torchvision_format_is_read(tmp_path: Path) -> None:
+    """A real `cifar-10-batches-py` folder, written in torchvision's pickle format from real pixels."""
+    import pickle
+
+    tv = tmp_path / "tv" / data_mod.TORCHVISION_DIR
+    tv.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    for name in names:
+        labels = [i % 10 for i in range(20)]
+        batch = {"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), "labels": labels}
+        (tv / name).write_bytes(pickle.dumps(batch))
+    meta = {"label_names": [f"c{i}" for i in range(10)]}
+    (tv / "batches.meta").write_bytes(pickle.dumps(meta))
+    d = load_data(cfg(tmp_path / "tv", tmp_path / "cache", val_size=10))
+    assert d.classes == meta["label_names"]
+    assert (len(d.train), len(d.val), len(d.test)) == (90, 10, 20)
+
+
+def test_shared_cifar10_copy(cifar_root: Path, cache_dir: Path) -> None:
+    d = load_data(DataConfig(root=str(cifar_root), cache_dir=str(cache_dir), val_size=5000))
+    assert (len(d.train), len(d.val), len(d.test)) == (45000, 5000, 10000)
+    assert d.classes[:3] == ["airplane", "automobile", "bird"]
+    assert np.bincount(d.val.y.numpy()).tolist() == [500] * 10
+    assert np.bincount(d.test.y.numpy()).tolist() == [1000] * 10
