@@ -40,6 +40,7 @@ class CurveStats(NamedTuple):
     median: float
     sbest: float          # minimum of the 3-epoch running median (robust minimum)
     sbest_i: int
+    t90: float            # share of the run before it first made 90% of its drop from start to tail
 
 
 def tail_window(n: int, th: Thresholds) -> int:
@@ -99,10 +100,12 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
         sbest = smooth[rows, sbest_i - 1]
     else:
         sbest_i, sbest = best_i, best
+    near = x <= (tail + 0.1 * (start - tail))[:, None]
+    t90 = np.where(start > tail, np.argmax(near, axis=1) / n, 1.0)
     cols = (
         np.full(m, n), start, last, best, best_i, peak, peak_i, tail, tail_min,
         tail_block.max(axis=1), earlier, 1.0 - _ratio(tail, earlier), 1.0 - _ratio(tail, start), lost,
-        settle_i, premin, osc_count, osc_frac, median, sbest, sbest_i,
+        settle_i, premin, osc_count, osc_frac, median, sbest, sbest_i, t90,
     )
     return [CurveStats._make(r) for r in zip(*(c.tolist() for c in cols))]
 

@@ -212,18 +212,19 @@ def _overfit(run: _Run, th: Thresholds) -> tuple[float, str, dict[str, float]] |
 
 
 def _plateau(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str, str] | None:
-    if s.n < 3 or s.recent_gain >= th.unconverged_recent_gain:
-        return None
+    if s.n < 3 or s.recent_gain >= th.plateau_learning:
+        return None  # learning now (e.g. a slow start that has just taken off): not a plateau
     if s.gain < th.plateau_min_gain:
         conf = _conf(th.plateau_min_gain - s.gain, 0.0, th.plateau_min_gain)
         reason = (f"{key} never improved: after {s.n} epochs it sits at {_f(s.tail)}, "
                   f"{_pct(abs(s.gain))} {'below' if s.gain >= 0 else 'above'} its first epoch {_f(s.start)}")
         return conf, reason, "stuck"
-    if s.gain < th.plateau_max_gain and abs(s.recent_gain) < th.plateau_recent:
+    if s.gain < th.plateau_max_gain and abs(s.recent_gain) < th.plateau_recent and s.t90 <= th.plateau_early:
         conf = min(_conf(th.plateau_max_gain - s.gain, 0.0, th.plateau_max_gain / 2),
                    _conf(th.plateau_recent - abs(s.recent_gain), 0.0, th.plateau_recent / 2))
-        reason = (f"{key} fell only {_pct(s.gain)} ({_f(s.start)} → {_f(s.tail)}) and then stopped: "
-                  f"{_pct(s.recent_gain)} change over the last {_recent_epochs(s.n, th)} epochs")
+        reason = (f"{key} fell only {_pct(s.gain)} ({_f(s.start)} → {_f(s.tail)}), nearly all of it in the first "
+                  f"{max(1, round(s.t90 * s.n))} of {s.n} epochs, and then stopped: {_pct(s.recent_gain)} change over "
+                  f"the last {_recent_epochs(s.n, th)} epochs")
         return conf, reason, "flat"
     return None
 

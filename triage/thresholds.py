@@ -45,6 +45,8 @@ class Thresholds:
     plateau_min_gain: float = MISSING
     plateau_max_gain: float = MISSING
     plateau_recent: float = MISSING
+    plateau_early: float = MISSING
+    plateau_learning: float = MISSING
     unconverged_recent_gain: float = MISSING
     unconverged_share: float = MISSING
     vanishing_grad_ratio: float = MISSING

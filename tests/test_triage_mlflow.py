@@ -1,0 +1,264 @@
+"""summarize / CLI against a real SQLite MLflow store, checked through MlflowClient."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.entities import Metric, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from triage import MetricNames, summarize  # noqa: E402
+from triage.mlflow_io import TriageError, build_curves  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "triage"))
+from shapes import LN10, SHAPES  # noqa: E402
+
+QUIET = None
+
+
+def _quiet():
+    from rich.console import Console
+
+    return Console(quiet=True)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def log_run(client: MlflowClient, exp_id: str, curves: dict, params: dict | None = None, tags: dict | None = None,
+            status: str = "FINISHED", parent: str | None = None, omit_nonfinite: bool = True) -> str:
+    """Log one run the way the sweep does: step = epoch from 1, non-finite points omitted and tagged."""
+    tags = dict(tags or {})
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    run = client.create_run(exp_id, tags=tags)
+    rid = run.info.run_id
+    ts = int(time.time() * 1000)
+    metrics, bad = [], []
+    for key, values in curves.items():
+        for epoch, v in enumerate(values, start=1):
+            if omit_nonfinite and not math.isfinite(v):
+                bad.append(f"{key}@{epoch}")
+                continue
+            metrics.append(Metric(key, float(v), ts, epoch))
+    extra = [RunTag("sweep.nonfinite", ",".join(bad))] if bad else []
+    client.log_batch(rid, metrics=metrics, params=[mlflow.entities.Param(k, str(v)) for k, v in (params or {}).items()],
+                     tags=extra)
+    client.set_terminated(rid, status)
+    return rid
+
+
+def make_sweep(uri: str, name: str = "sweep") -> tuple[MlflowClient, str, dict[str, str]]:
+    """A sweep-shaped experiment: trials with lr > 0.5 diverge, lr < 3e-3 plateau, others healthy."""
+    client = MlflowClient(uri)
+    exp = client.create_experiment(name)
+    parent = client.create_run(exp, tags={"sweep.role": "parent"}).info.run_id
+    rng = np.random.default_rng(0)
+    expected = {}
+    for trial, lr in enumerate(np.geomspace(1e-3, 5.0, 24)[rng.permutation(24)]):
+        clip = "None" if trial % 2 else "1.0"
+        tags = {"sweep.study": name, "sweep.trial": str(trial), "sweep.space": "optimizer.lr,train.clip_theta"}
+        params = {"optimizer.lr": repr(float(lr)), "train.clip_theta": clip, "train.epochs": "12",
+                  "optimizer.name": "sgd"}
+        if lr > 0.5:
+            curves = SHAPES["nonfinite"](12, LN10) if trial % 3 else SHAPES["dead"](12, LN10)
+            if trial % 3:
+                n = int(np.argmax(~np.isfinite(curves["train_loss"]))) + 1
+                curves = {k: v[:n] for k, v in curves.items()}
+                tags.update({"sweep.state": "FAIL", "sweep.failure": "nonfinite", "sweep.error": "loss is nan"})
+                status = "FAILED"
+            else:
+                curves = {k: v[:4] for k, v in curves.items()}
+                tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "4", "sweep.pruned_reason": "diverging"})
+                status = "KILLED"
+            label = "diverging"
+        elif lr < 3e-3:
+            curves, label, status = SHAPES["stuck"](12, LN10), "plateau", "FINISHED"
+            tags["sweep.state"] = "COMPLETE"
+        else:
+            curves, label, status = SHAPES["healthy"](12, LN10), "healthy", "FINISHED"
+            tags["sweep.state"] = "COMPLETE"
+        rid = log_run(client, exp, curves, params, tags, status, parent)
+        expected[rid] = label
+    # a trial that ran out of memory before its first epoch, and one pruned by the pruner at epoch 3
+    rid = log_run(client, exp, {}, {"optimizer.lr": "0.01", "train.clip_theta": "None", "train.epochs": "12"},
+                  {"sweep.trial": "24", "sweep.state": "FAIL", "sweep.failure": "oom",
+                   "sweep.error": "CUDA out of memory"}, "FAILED", parent)
+    expected[rid] = "crashed"
+    rid = log_run(client, exp, {k: v[:3] for k, v in SHAPES["stuck"](12, LN10).items()},
+                  {"optimizer.lr": "0.0012", "train.clip_theta": "1.0", "train.epochs": "12"},
+                  {"sweep.trial": "25", "sweep.state": "PRUNED", "sweep.pruned_epoch": "3",
+                   "sweep.pruned_reason": "pruner"}, "KILLED", parent)
+    expected[rid] = "plateau"
+    client.set_terminated(parent, "FINISHED")
+    return client, parent, expected
+
+
+def test_summarize_tags_every_run_and_logs_reports(store: str, tmp_path: Path) -> None:
+    client, parent, expected = make_sweep(store)
+    s = summarize("sweep", store, tmp_path / "out", console=_quiet())
+    assert {rid: v.label for rid, v in s.verdicts.items()} == expected
+    exp = client.get_experiment_by_name("sweep")
+    for rid, label in expected.items():
+        tags = client.get_run(rid).data.tags
+        assert tags["triage"] == label
+        assert tags["triage.reason"] and float(tags["triage.confidence"]) > 0 and tags["triage.version"]
+    # the MLflow UI filter works
+    diverging = client.search_runs([exp.experiment_id], "tags.triage = 'diverging'")
+    assert {r.info.run_id for r in diverging} == {rid for rid, lb in expected.items() if lb == "diverging"}
+    # the parent is not triaged, but holds the reports
+    assert "triage" not in client.get_run(parent).data.tags
+    names = {Path(a.path).name for a in client.list_artifacts(parent, "triage")}
+    assert {"triage_summary.md", "triage_summary.html", "triage_curves.png", "triage_regions.png"} <= names
+    page = (tmp_path / "out" / "triage_summary.html").read_text()
+    assert "data:image/png;base64," in page and "<script" not in page and 'src="http' not in page
+    md = (tmp_path / "out" / "triage_summary.md").read_text()
+    assert "diverging" in md and "optimizer.lr" in md
+
+
+def test_planted_lr_threshold_is_recovered(store: str, tmp_path: Path) -> None:
+    make_sweep(store)
+    s = summarize("sweep", store, write=False, console=_quiet())
+    rules = [r for r in s.rules if r.label == "diverging"]
+    assert rules, s.rules
+    cond = [c for c in rules[0].conditions if c.param == "optimizer.lr"]
+    assert cond and cond[0].op == ">" and 0.25 <= float(cond[0].value) <= 1.0
+    assert rules[0].hits == rules[0].support == rules[0].label_total
+    assert "cap optimizer.lr below" in rules[0].suggestion
+    plateau = [r for r in s.rules if r.label == "plateau"]
+    assert plateau and plateau[0].conditions[0].op == "<="
+    assert float(plateau[0].conditions[0].value) < 0.01
+
+
+def test_epochs_saved_per_reason(store: str) -> None:
+    make_sweep(store)
+    s = summarize("sweep", store, write=False, console=_quiet())
+    stopped = [r for r in s.runs if r.tags.get("sweep.pruned_reason") == "diverging"]
+    assert s.epochs.by_reason["diverging"] == sum(12 - 4 for _ in stopped) and stopped
+    assert s.epochs.by_reason["pruner"] == 12 - 3
+    assert "epochs saved" in str(s.epochs)
+
+
+def test_nonfinite_tag_and_real_nan_read_the_same(store: str) -> None:
+    client = MlflowClient(store)
+    exp = client.create_experiment("nan")
+    curves = {"train_loss": [2.3, 2.0, float("nan")], "val_loss": [2.2, 2.1, float("inf")]}
+    omitted = log_run(client, exp, curves)
+    stored = log_run(client, exp, curves, omit_nonfinite=False)  # other code: NaN/inf in the history
+    s = summarize("nan", store, write=False, console=_quiet())
+    assert s.verdicts[omitted].label == s.verdicts[stored].label == "diverging"
+    assert "epoch 3" in s.verdicts[omitted].reason and "epoch 3" in s.verdicts[stored].reason
+
+
+def test_build_curves_puts_omitted_points_back() -> None:
+    hist = {"train_loss": [(1, 0, 2.0), (2, 0, 1.5)], "val_loss": [(1, 0, 2.1), (2, 0, 1.7976931348623157e308)]}
+    c = build_curves(hist, MetricNames(), "train_loss@3")
+    assert np.isnan(c["train_loss"][2]) and len(c["train_loss"]) == 3
+    assert np.isinf(c["val_loss"][1])
+
+
+def test_failed_run_without_curve_from_other_code_is_crashed(store: str) -> None:
+    client = MlflowClient(store)
+    exp = client.create_experiment("other")
+    rid = log_run(client, exp, {}, status="FAILED")
+    s = summarize("other", store, write=False, console=_quiet())
+    assert s.verdicts[rid].label == "crashed"
+
+
+def _plain_logistic_regression_loop(uri: str, experiment: str, lr: float, epochs: int = 30) -> str:
+    """A training loop that knows nothing of this project: NumPy logistic regression, MLflow fluent API,
+    Keras-style metric names (loss, accuracy, val_loss, val_accuracy)."""
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 5))
+    y = (x @ np.array([2.0, -1.0, 0.5, 0, 1.5]) + rng.normal(size=600) > 0).astype(float)
+    xt, yt, xv, yv = x[:400], y[:400], x[400:], y[400:]
+    w = np.zeros(5)
+
+    def loss(xs, ys):
+        p = np.clip(1 / (1 + np.exp(-xs @ w)), 1e-12, 1 - 1e-12)
+        return float(-np.mean(ys * np.log(p) + (1 - ys) * np.log(1 - p))), float(np.mean((p > 0.5) == ys))
+
+    with mlflow.start_run() as run:
+        for epoch in range(1, epochs + 1):
+            for i in range(0, 400, 50):
+                p = 1 / (1 + np.exp(-xt[i:i + 50] @ w))
+                w -= lr * xt[i:i + 50].T @ (p - yt[i:i + 50]) / 50
+            tl, ta = loss(xt, yt)
+            vl, va = loss(xv, yv)
+            mlflow.log_metrics({"loss": tl, "accuracy": ta, "val_loss": vl, "val_accuracy": va}, step=epoch)
+    return run.info.run_id
+
+
+def test_metric_name_mapping_on_a_plain_loop(store: str, tmp_path: Path) -> None:
+    rid = _plain_logistic_regression_loop(store, "plain", lr=0.05)
+    names = MetricNames(train_loss="loss", val_loss="val_loss", train_acc="accuracy", val_acc="val_accuracy")
+    s = summarize("plain", store, tmp_path, names, console=_quiet())
+    assert s.verdicts[rid].label in ("healthy", "unconverged"), s.verdicts[rid].reason
+    assert "loss" in s.verdicts[rid].reason
+    # without the mapping the run has no train_loss curve: its only loss curve is val_loss
+    s2 = summarize("plain", store, write=False, console=_quiet())
+    assert s2.verdicts[rid].label != "crashed"
+    assert MlflowClient(store).get_run(rid).data.tags["triage"] == s.verdicts[rid].label
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "triage", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path) -> None:
+    rid = _plain_logistic_regression_loop(store, "plain-cli", lr=0.05)
+    out = _cli("summarize", "--experiment", "plain-cli", "--tracking-uri", store, "--out", str(tmp_path / "r"),
+               "--train-loss", "loss", "--val-loss", "val_loss", "--train-acc", "accuracy", "--val-acc", "val_accuracy")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "r" / "triage_summary.html").exists()
+    label = MlflowClient(store).get_run(rid).data.tags["triage"]
+    assert label in out.stdout
+    ex = _cli("explain", rid, "--tracking-uri", store, "--train-loss", "loss", "--val-loss", "val_loss")
+    assert ex.returncode == 0, ex.stderr
+    assert label in ex.stdout and "train_loss" in ex.stdout
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path) -> None:
+    MlflowClient(store).create_experiment("exists")
+    cases = [
+        ("summarize", "--experiment", "nope", "--tracking-uri", store),
+        ("summarize", "--experiment", "x", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"),
+        ("explain", "0123456789abcdef", "--tracking-uri", store),
+        ("summarize", "--experiment", "x", "--tracking-uri", "http://127.0.0.1:9"),
+    ]
+    for args in cases:
+        out = _cli(*args)
+        assert out.returncode != 0, args
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("triage: "), (args, out.stderr)
+    assert not (tmp_path / "missing.db").exists()  # a missing store is reported, not created
+
+
+def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from triage.names import default_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("SWEEPS_HOME", str(tmp_path))
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example:5000")
+    assert default_tracking_uri() == "http://example:5000"
+
+
+def test_unknown_experiment_raises(store: str) -> None:
+    MlflowClient(store).create_experiment("e")
+    with pytest.raises(TriageError, match="no experiment named 'zzz'"):
+        summarize("zzz", store, write=False, console=_quiet())

@@ -1,0 +1,244 @@
+"""Read an experiment's runs and curves from MLflow in bulk, and write verdicts back as tags.
+
+Reading is two kinds of calls whatever the number of runs: ``search_runs`` pages (params, tags,
+status) and, per metric name, one bulk history query per 500 runs. On a SQL tracking store that
+query is the store's ``get_metric_history_bulk`` (the same query MLflow's UI uses to draw many
+runs' charts); on other stores (an ``http://`` server, the file store) histories are fetched with
+``MlflowClient.get_metric_history`` from a thread pool.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .names import MetricNames
+
+#: MLflow's SQL store saves ±inf as ±max float; anything this large is read back as infinite.
+_INF_STORED = 1.7976931348623157e308
+_BULK_CHUNK = 500
+
+
+class TriageError(RuntimeError):
+    """Bad input (unknown experiment or run, unreachable store): the message is one line for the user."""
+
+
+@dataclass
+class RunRecord:
+    """One MLflow run as triage sees it: identity, status, params, tags and canonical curves."""
+
+    run_id: str
+    run_name: str
+    status: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    start_time: int = 0
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def is_parent(self) -> bool:
+        return self.tags.get("sweep.role") == "parent"
+
+    @property
+    def trial(self) -> int | None:
+        t = self.tags.get("sweep.trial")
+        return int(t) if t is not None and t.lstrip("-").isdigit() else None
+
+    @property
+    def state(self) -> str:
+        """Sweep state (COMPLETE/PRUNED/FAIL) when tagged, else MLflow's run status."""
+        return self.tags.get("sweep.state") or self.status
+
+    @property
+    def label_name(self) -> str:
+        """Short name for tables: the trial number when there is one, else the run name."""
+        return f"trial {self.trial}" if self.trial is not None else (self.run_name or self.run_id[:8])
+
+    def meta(self) -> dict[str, Any]:
+        """Facts for ``classify`` that the curves cannot show (failure, error, pruned, still running)."""
+        failure = self.tags.get("sweep.failure")
+        if failure is None and self.status == "FAILED":
+            failure = "failed"  # other code: a FAILED run without a curve is crashed
+        pruned = self.tags.get("sweep.state") == "PRUNED" or self.status == "RUNNING"
+        return {"failure": failure, "error": self.tags.get("sweep.error"), "pruned": pruned}
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail with one line when ``uri`` is a SQLite file that does not exist (MLflow would create it)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else parsed.path
+        if path and path != ":memory:" and not Path(path).exists():
+            raise TriageError(f"no MLflow database at {path} (tracking URI {uri}); pass --tracking-uri or set "
+                              "MLFLOW_TRACKING_URI")
+    elif parsed.scheme in ("", "file"):
+        path = parsed.path if parsed.scheme == "file" else uri
+        if not Path(path).exists():
+            raise TriageError(f"no MLflow file store at {path}; pass --tracking-uri or set MLFLOW_TRACKING_URI")
+
+
+def client_for(uri: str) -> Any:
+    """An ``MlflowClient`` for ``uri`` after checking the store exists (see ``check_tracking_uri``)."""
+    from mlflow.tracking import MlflowClient
+
+    check_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def find_experiment(client: Any, name: str) -> Any:
+    """The experiment called ``name``; ``TriageError`` when there is none (or the store is unreachable)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        exp = client.get_experiment_by_name(name)
+    except MlflowException as e:
+        raise TriageError(f"cannot read {client.tracking_uri}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # connection errors of the http client
+        raise TriageError(f"cannot reach {client.tracking_uri}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    if exp is None:
+        raise TriageError(f"no experiment named {name!r} at {client.tracking_uri}")
+    return exp
+
+
+def _search_all(client: Any, experiment_id: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=50000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _store_of(client: Any) -> Any:
+    """The tracking store behind the client, when it offers the SQL bulk-history query."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    return store if hasattr(store, "get_metric_history_bulk") else None
+
+
+def _histories(client: Any, run_ids: Sequence[str], key: str) -> dict[str, list[tuple[int, int, float]]]:
+    """run id → [(step, timestamp, value)] of metric ``key``, in bulk where the store allows."""
+    out: dict[str, list[tuple[int, int, float]]] = {}
+    store = _store_of(client)
+    if store is not None:
+        for i in range(0, len(run_ids), _BULK_CHUNK):
+            chunk = list(run_ids[i:i + _BULK_CHUNK])
+            for m in store.get_metric_history_bulk(chunk, key, max_results=2**31 - 1):
+                out.setdefault(m.run_id, []).append((m.step, m.timestamp, m.value))
+        return out
+
+    def one(run_id: str) -> tuple[str, list[tuple[int, int, float]]]:
+        return run_id, [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for run_id, points in pool.map(one, run_ids):
+            if points:
+                out[run_id] = points
+    return out
+
+
+def _curve(points: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values ordered by step; a step logged twice keeps its latest value."""
+    by_step: dict[int, tuple[int, float]] = {}
+    for step, ts, value in points:
+        if step not in by_step or ts >= by_step[step][0]:
+            by_step[step] = (ts, value)
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    values = np.array([by_step[s][1] for s in steps.tolist()], dtype=float)
+    values[values >= _INF_STORED] = math.inf
+    values[values <= -_INF_STORED] = -math.inf
+    return steps, values
+
+
+def _nonfinite_marks(tag: str | None) -> list[tuple[str, int]]:
+    """Parse the sweep's ``sweep.nonfinite`` tag: ``train_loss@3`` or ``train_loss@3,val_loss@3``."""
+    marks = []
+    for part in (tag or "").replace(";", ",").split(","):
+        name, _, epoch = part.strip().partition("@")
+        if name and epoch.strip().lstrip("-").isdigit():
+            marks.append((name, int(epoch)))
+    return marks
+
+
+def build_curves(
+    histories: dict[str, list[tuple[int, int, float]]], names: MetricNames, nonfinite_tag: str | None = None
+) -> dict[str, np.ndarray]:
+    """Canonical curves of one run from its raw histories (MLflow metric name → points).
+
+    The sweep omits non-finite points from the series (MLflow's UI breaks on NaN) and names them in
+    the ``sweep.nonfinite`` tag; they are put back here as NaN at their epoch, so a run whose loss
+    blew up reads the same as one whose store holds the NaN itself.
+    """
+    canonical = names.mapping()
+    steps_of: dict[str, np.ndarray] = {}
+    curves: dict[str, np.ndarray] = {}
+    for metric, points in histories.items():
+        key = canonical.get(metric)
+        if key is not None and points:
+            steps_of[key], curves[key] = _curve(points)
+    for metric, epoch in _nonfinite_marks(nonfinite_tag):
+        key = canonical.get(metric, metric)
+        steps = steps_of.get(key, np.array([], dtype=np.int64))
+        if epoch in set(steps.tolist()):
+            continue
+        pos = int(np.searchsorted(steps, epoch))
+        curves[key] = np.insert(curves.get(key, np.array([])), pos, math.nan)
+        steps_of[key] = np.insert(steps, pos, epoch)
+    return curves
+
+
+def read_runs(client: Any, experiment_id: str, names: MetricNames, parent_run_id: str | None = None) -> list[RunRecord]:
+    """Every run of the experiment (or the children of ``parent_run_id``), with curves, read in bulk."""
+    runs = _search_all(client, experiment_id)
+    if parent_run_id is not None:
+        runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run_id or r.info.run_id == parent_run_id]
+    records = [
+        RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, dict(r.data.params), dict(r.data.tags),
+                  r.info.start_time or 0)
+        for r in runs
+    ]
+    ids = [r.run_id for r in records if not r.is_parent]
+    per_run: dict[str, dict[str, list[tuple[int, int, float]]]] = {}
+    for metric in names.mapping():
+        for run_id, points in _histories(client, ids, metric).items():
+            per_run.setdefault(run_id, {})[metric] = points
+    for r in records:
+        if not r.is_parent:
+            r.curves = build_curves(per_run.get(r.run_id, {}), names, r.tags.get("sweep.nonfinite"))
+    records.sort(key=lambda r: (r.trial if r.trial is not None else 1 << 30, r.start_time))
+    return records
+
+
+def read_run(client: Any, run_id: str, names: MetricNames) -> RunRecord:
+    """One run with its curves (for ``triage explain``)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        r = client.get_run(run_id)
+    except MlflowException as e:
+        raise TriageError(f"no run {run_id} at {client.tracking_uri}: {str(e).splitlines()[0]}") from None
+    rec = RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, dict(r.data.params), dict(r.data.tags),
+                    r.info.start_time or 0)
+    hist = {m: [(p.step, p.timestamp, p.value) for p in client.get_metric_history(run_id, m)] for m in names.mapping()}
+    rec.curves = build_curves(hist, names, rec.tags.get("sweep.nonfinite"))
+    return rec
+
+
+def write_tags(client: Any, tags_by_run: dict[str, dict[str, str]]) -> None:
+    """Set tags on many runs: one ``log_batch`` call per run."""
+    from mlflow.entities import RunTag
+
+    for run_id, tags in tags_by_run.items():
+        client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+
+def log_artifacts(client: Any, run_id: str, paths: Iterable[Path], artifact_path: str = "triage") -> None:
+    """Attach report files to a run (the sweep's parent run)."""
+    for p in paths:
+        client.log_artifact(run_id, str(p), artifact_path=artifact_path)

@@ -1,0 +1,42 @@
+"""Which MLflow metric holds which canonical curve, and where the tracking store is by default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+#: Canonical curve names the rules read (see ``triage.rules``).
+CANONICAL = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "clip_fraction", "lr")
+
+
+@dataclass(frozen=True)
+class MetricNames:
+    """MLflow metric name of each canonical curve; the defaults are the training core's names.
+
+    An experiment logged by other code maps its own names, e.g.
+    ``MetricNames(train_loss="loss", val_loss="val_loss", train_acc="accuracy", val_acc="val_accuracy")``.
+    A name that a run does not have is simply absent from its curves.
+    """
+
+    train_loss: str = "train_loss"
+    val_loss: str = "val_loss"
+    train_acc: str = "train_acc"
+    val_acc: str = "val_acc"
+    grad_norm: str = "grad_norm"
+    grad_norm_max: str = "grad_norm_max"
+    clip_fraction: str = "clip_fraction"
+    lr: str = "lr"
+
+    def mapping(self) -> dict[str, str]:
+        """MLflow metric name → canonical name."""
+        return {getattr(self, f.name): f.name for f in fields(self)}
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///$SWEEPS_HOME/mlflow.db`` (SWEEPS_HOME: ~/.sweeps)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    home = Path(os.environ.get("SWEEPS_HOME") or Path.home() / ".sweeps").expanduser()
+    return f"sqlite:///{home.resolve() / 'mlflow.db'}"

@@ -1,0 +1,202 @@
+"""Failure regions: which hyperparameter values produce each failure label, as readable rules.
+
+For each failure label present, a shallow scikit-learn decision tree (one label vs the rest) is fit
+on the trials' params; every leaf where that label is the majority becomes one rule, e.g.
+``optimizer.lr > 0.42 → diverging (9 of 9 trials)``, with a concrete change to the search space.
+
+Params are the sampled ones (the ``sweep.space`` tag) when known, else those that vary across
+runs. Numeric params spanning more than two decades are split in log10 space (so a threshold is a
+geometric midpoint between trials, as a log-uniform search space samples them); ``None``/``null``
+(a feature turned off, e.g. no clipping) is a missing value that the tree routes to one side,
+and the rule says "or off" when off goes with the failure; text params become ``name = value`` flags.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .verdict import ADVICE
+
+_OFF = {"none", "null", "", "off", "nan"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on one param: ``op`` is ``>``, ``<=``, ``=`` or ``!=``; ``off`` says where unset values go."""
+
+    param: str
+    op: str
+    value: float | str
+    off: bool = False
+
+    def __str__(self) -> str:
+        v = _fmt(self.value) if isinstance(self.value, float) else self.value
+        text = f"{self.param} {'≤' if self.op == '<=' else ('≠' if self.op == '!=' else self.op)} {v}"
+        return f"{text} or off" if self.off else text
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``conditions → label (hits of support trials)``, plus what to change in the search space."""
+
+    label: str
+    conditions: tuple[Condition, ...]
+    hits: int           # trials with this label that match the conditions
+    support: int        # trials that match the conditions
+    label_total: int    # trials with this label in the whole sweep
+    suggestion: str
+
+    def __str__(self) -> str:
+        cond = " and ".join(str(c) for c in self.conditions) or "any params"
+        return f"{cond} → {self.label} ({self.hits} of {self.support} trials)"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2g}" if (abs(x) < 1e-2 or abs(x) >= 1e4) and x != 0 else f"{x:.3g}"
+
+
+def _as_float(v: str | None) -> float | None:
+    if v is None or str(v).strip().lower() in _OFF:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return math.nan  # marks a text value
+
+
+@dataclass
+class _Feature:
+    name: str           # column name shown in rules
+    param: str
+    kind: str           # "num", "log", "cat"
+    category: str = ""
+
+
+def choose_params(params: Sequence[dict[str, str]], space: str | None) -> list[str]:
+    """The sampled params (``sweep.space``) if given, else every param whose value varies across runs."""
+    if space:
+        names = [p.strip() for p in space.split(",") if p.strip()]
+        return [p for p in names if any(p in row for row in params)]
+    keys = sorted({k for row in params for k in row})
+    return [k for k in keys if len({row.get(k) for row in params}) > 1]
+
+
+def _design(params: Sequence[dict[str, str]], names: list[str]) -> tuple[np.ndarray, list[_Feature]]:
+    cols, feats = [], []
+    for name in names:
+        raw = [row.get(name) for row in params]
+        nums = [_as_float(v) for v in raw]
+        if all(x is None or not math.isnan(x) for x in nums) and any(x is not None for x in nums):
+            vals = np.array([math.nan if x is None else x for x in nums], dtype=float)
+            finite = vals[np.isfinite(vals)]
+            log = bool(len(finite)) and finite.min() > 0 and finite.max() / finite.min() > 100
+            cols.append(np.log10(vals) if log else vals)
+            feats.append(_Feature(name, name, "log" if log else "num"))
+        else:
+            for cat in sorted({str(v) for v in raw}):
+                cols.append(np.array([1.0 if str(v) == cat else 0.0 for v in raw]))
+                feats.append(_Feature(f"{name}={cat}", name, "cat", cat))
+    return (np.column_stack(cols) if cols else np.zeros((len(params), 0))), feats
+
+
+def _path_conditions(tree, feats: list[_Feature], has_nan: np.ndarray, leaf: int) -> list[Condition]:
+    """The conditions on the path from the root to ``leaf``."""
+    t = tree.tree_
+    parent = {}
+    for node in range(t.node_count):
+        for child, side in ((t.children_left[node], "left"), (t.children_right[node], "right")):
+            if child != -1:
+                parent[child] = (node, side)
+    conds: list[Condition] = []
+    node = leaf
+    while node in parent:
+        up, side = parent[node]
+        f = feats[t.feature[up]]
+        thr = float(t.threshold[up])
+        missing_left = bool(getattr(t, "missing_go_to_left", np.zeros(t.node_count, bool))[up])
+        if f.kind == "cat":
+            conds.append(Condition(f.param, "=" if side == "right" else "!=", f.category))
+        else:
+            value = 10 ** thr if f.kind == "log" else thr
+            off = bool(has_nan[t.feature[up]]) and (side == "left") == missing_left
+            conds.append(Condition(f.param, "<=" if side == "left" else ">", value, off))
+        node = up
+    return _merge(conds[::-1])
+
+
+def _merge(conds: list[Condition]) -> list[Condition]:
+    """Keep the tightest bound per (param, direction); keep categorical tests as they are."""
+    out: dict[tuple[str, str, str | float], Condition] = {}
+    for c in conds:
+        if c.op in ("=", "!="):
+            out[(c.param, c.op, c.value)] = c
+            continue
+        key = (c.param, c.op, "")
+        prev = out.get(key)
+        if prev is None:
+            out[key] = c
+        else:
+            tighter = max if c.op == ">" else min
+            value = tighter(float(prev.value), float(c.value))
+            out[key] = Condition(c.param, c.op, value, prev.off and c.off)
+    return list(out.values())
+
+
+def suggest(label: str, conds: Sequence[Condition]) -> str:
+    """A concrete change to the search space that avoids the region, plus the label's general advice."""
+    parts = []
+    for c in conds:
+        v = _fmt(float(c.value)) if isinstance(c.value, float) else c.value
+        if c.op == ">":
+            parts.append(f"cap {c.param} below {v}" + (" and keep it on" if c.off else ""))
+        elif c.op == "<=":
+            parts.append(f"raise the lower bound of {c.param} above {v}" + (" and keep it on" if c.off else ""))
+        elif c.op == "=":
+            parts.append(f"drop {c.param}={v}")
+        else:
+            parts.append(f"keep {c.param}={v}")
+    fix = " and ".join(parts) if parts else "no single param explains it"
+    return f"{fix}; {ADVICE.get(label, '')}".rstrip("; ")
+
+
+def failure_rules(
+    params: Sequence[dict[str, str]],
+    labels: Sequence[str],
+    failure_labels: Sequence[str],
+    space: str | None = None,
+    max_depth: int = 2,
+) -> list[Rule]:
+    """Rules for each failure label present: leaves of a shallow one-vs-rest tree where it is the majority."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    n = len(labels)
+    names = choose_params(params, space)
+    if n < 4 or not names:
+        return []
+    x, feats = _design(params, names)
+    if x.shape[1] == 0:
+        return []
+    has_nan = np.isnan(x).any(axis=0)
+    y_all = np.asarray(labels)
+    rules: list[Rule] = []
+    for label in failure_labels:
+        y = (y_all == label).astype(int)
+        total = int(y.sum())
+        if total == 0 or total == n:
+            continue
+        tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=max(1, min(3, total // 2)),
+                                      random_state=0).fit(x, y)
+        leaves = tree.apply(x)
+        for leaf in np.unique(leaves):
+            members = leaves == leaf
+            hits, support = int(y[members].sum()), int(members.sum())
+            if hits < 2 and not (hits == total == 1) or hits * 2 <= support:
+                continue
+            conds = _path_conditions(tree, feats, has_nan, int(leaf))
+            rules.append(Rule(label, tuple(conds), hits, support, total, suggest(label, conds)))
+    rules.sort(key=lambda r: (-r.hits, r.support))
+    return rules
