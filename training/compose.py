@@ -6,6 +6,7 @@ run directory is `hydra.run.dir`, and its `.hydra/config.yaml` records what ran,
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from training.config import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?P<tail>@)")
 
 if not OmegaConf.has_resolver("now"):
     OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
@@ -35,12 +37,18 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
 
 
 def write_run_dir(cfg: DictConfig) -> Path:
-    """Create the run directory and record the composed config (without `hydra`) and overrides there."""
+    """Create the run directory and record the composed config (without `hydra`) and overrides there, passwords masked."""
     run_dir = Path(cfg.hydra.run.dir).resolve()
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(job_config(cfg), run_dir / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(cfg.hydra.overrides.task)), run_dir / ".hydra" / "overrides.yaml")
+    job = OmegaConf.to_container(job_config(cfg))
+    (run_dir / ".hydra" / "config.yaml").write_text(mask(OmegaConf.to_yaml(job)))
+    (run_dir / ".hydra" / "overrides.yaml").write_text(mask(OmegaConf.to_yaml(list(cfg.hydra.overrides.task))))
     return run_dir
+
+
+def mask(text: str) -> str:
+    """`postgresql://user:secret@host/db` → `postgresql://user:***@host/db`, anywhere in `text`."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
 
 
 def job_config(cfg: DictConfig) -> DictConfig:

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     root: str = "./data"
-    cache_dir: str = "~/.cache/sweeps"
+    cache_dir: str = "~/.sweeps/cache"
     train_size: int | None = None  # first N of a fixed shuffled order; None = all
     val_size: int = 5000  # class-stratified split held out of the training set
     augment: bool = False  # random crop (4-pixel padding) + horizontal flip

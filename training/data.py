@@ -131,7 +131,7 @@ CACHE_ARRAYS = ("x", "y", "test_x", "test_y")
 
 def _load_cached(cfg: DataConfig) -> Arrays:
     root = Path(cfg.root).expanduser().resolve()
-    kind, files = _find_source(root, cfg.download)
+    kind, files = find_source(root, cfg.download)
     cache = Path(cfg.cache_dir).expanduser() / f"cifar10-{kind}-{_fingerprint(root, files)}"
     if not cache.exists():
         arrays = _decode_torchvision(root) if kind == "torchvision" else _decode_folders(root)
@@ -149,7 +149,7 @@ def _load_cached(cfg: DataConfig) -> Arrays:
     return x, y, tx, ty, (cache / "classes.txt").read_text().split("\n")
 
 
-def _find_source(root: Path, download: bool) -> tuple[str, list[Path]]:
+def find_source(root: Path, download: bool) -> tuple[str, list[Path]]:
     """Detect the source at `root`: ('folders', files) or ('torchvision', batch files)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         return "folders", [f for split in ("train", "test") for f in _files(root / split, depth=2)]

@@ -1,0 +1,299 @@
+"""`python -m sweeps run +sweep=NAME`: compose, check, open the stores, run trials, report, triage.
+
+Everything that can be wrong with the input is checked before a study or run is created: the
+config and search space, the dataset's presence, the tracking URI, then the storage. Trials run
+in this process (`sweep.n_workers=1`) or in worker processes on this machine, one trial each; the
+study ends when it holds `sweep.n_trials` trials, whoever ran them, so re-running resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sweeps.objective import Objective
+from sweeps.space import SearchSpace
+from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage
+from sweeps.tracking import Tracker, check_reachable, flatten
+from training import TrialConfig
+from training.compose import compose, job_config, write_run_dir
+from training.config import ConfigError
+from training.data import find_source
+
+PARENT_ATTR = "mlflow_parent_run_id"
+WORKER_ENV = "SWEEPS_WORKER_OVERRIDES"  # overrides handed to worker processes (not on their command line)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+SWEEPS = ("lr", "schedule", "clip", "reg", "full")
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver prints its own line per trial
+
+
+@dataclass
+class Sweep:
+    """A checked sweep: its config, space, stores and parent run, ready to run trials."""
+
+    job: dict[str, Any]
+    space: SearchSpace
+    study: optuna.Study
+    tracker: Tracker
+    parent_run_id: str
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.job["sweep"]["n_trials"])
+
+    def objective(self, **kw: Any) -> Objective:
+        return Objective(self.job, self.space, self.tracker, self.parent_run_id, **kw)
+
+
+def open_sweep(overrides: list[str], check_data: bool = True) -> tuple[Sweep, Any]:
+    """Compose and check everything, then open (or create) the study, experiment and parent run."""
+    cfg = compose(overrides)
+    if "sweep" not in cfg:
+        raise ConfigError(f"no sweep chosen: add +sweep=NAME (one of: {', '.join(SWEEPS)})")
+    job = OmegaConf.to_container(job_config(cfg), resolve=True, throw_on_missing=True)
+    assert isinstance(job, dict)
+    sweep = job["sweep"]
+    space = SearchSpace.from_config(sweep["space"])
+    base = TrialConfig.from_omegaconf(job)
+    _check_keys(space, job)
+    sampler, pruner = build_sampler(sweep, space), build_pruner(sweep, base.train.epochs)
+    if int(sweep["n_trials"]) < 1 or int(sweep["n_workers"]) < 1:
+        raise ConfigError("sweep.n_trials and sweep.n_workers must be >= 1")
+    if int(sweep["pack"]) != 1:
+        raise ConfigError("sweep.pack > 1 (fused trials) is not available yet; use sweep.pack=1")
+    if check_data:
+        find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
+    check_reachable(job["tracking"]["uri"])
+    storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
+    tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))
+    study = optuna.create_study(
+        study_name=sweep["study_name"], storage=storage, sampler=sampler, pruner=pruner,
+        direction=sweep["objective"]["direction"], load_if_exists=True,
+    )  # fmt: skip
+    parent = tracker.parent_run(sweep["study_name"], study.user_attrs.get(PARENT_ATTR))
+    if PARENT_ATTR not in study.user_attrs:
+        study.set_user_attr(PARENT_ATTR, parent)
+    return Sweep(job, space, study, tracker, parent), cfg
+
+
+def _check_keys(space: SearchSpace, job: dict[str, Any]) -> None:
+    groups = ("data", "model", "optimizer", "scheduler", "train")
+    for key in space.keys:
+        if key.split(".")[0] not in groups or OmegaConf.select(OmegaConf.create(job), key, default="<missing>") == "<missing>":
+            raise ConfigError(f"sweep.space.{key}: not a training config key (e.g. optimizer.lr, train.clip_theta)")
+
+
+def build_sampler(sweep: dict[str, Any], space: SearchSpace) -> optuna.samplers.BaseSampler:
+    s = sweep["sampler"]
+    if s["name"] == "tpe":
+        return optuna.samplers.TPESampler(seed=s["seed"], n_startup_trials=s["n_startup_trials"])
+    if s["name"] == "random":
+        return optuna.samplers.RandomSampler(seed=s["seed"])
+    if s["name"] == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=s["seed"])
+    raise ConfigError(f"sweep.sampler.name={s['name']!r} is unknown; choose one of: tpe, random, grid")
+
+
+def build_pruner(sweep: dict[str, Any], epochs: int) -> optuna.pruners.BasePruner:
+    p = sweep["pruner"]
+    if p["name"] == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p["n_startup_trials"], n_warmup_steps=p["n_warmup_steps"])
+    if p["name"] == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p["min_resource"], reduction_factor=p["reduction_factor"])
+    if p["name"] == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p["min_resource"], max_resource=epochs, reduction_factor=p["reduction_factor"]
+        )
+    if p["name"] == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"sweep.pruner.name={p['name']!r} is unknown; choose one of: median, successive_halving, hyperband, none")
+
+
+# --------------------------------------------------------------------------- clean-up of dead trials
+
+
+def reconcile(sw: Sweep) -> None:
+    """Fail trials whose process died, and close every child run whose trial is no longer running."""
+    fail_dead_trials(sw.study)
+    states = {str(t.number): t.state for t in sw.study.get_trials(deepcopy=False)}
+    for run in sw.tracker.running_children(sw.parent_run_id):
+        state = states.get(run.data.tags.get("sweep.trial", ""))
+        if state is not None and state != TrialState.RUNNING:
+            sw.tracker.finish(run.info.run_id, state.name, {"sweep.failure": "interrupted", "sweep.error": "the process running this trial died"}
+                              if state == TrialState.FAIL else {})  # fmt: skip
+
+
+# --------------------------------------------------------------------------- running trials
+
+
+def finished(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=FINISHED)
+
+
+def trial_line(t: FrozenTrial, metric: str) -> str:
+    params = "  ".join(f"{k}={_fmt(v)}" for k, v in t.params.items() if not k.endswith(".on"))
+    value = f"{metric} {t.value:.4f}" if t.value is not None else t.user_attrs.get("triage", "")
+    seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0
+    return f"trial {t.number:3d}  {t.state.name:8s}  {value:16s}  {seconds:6.1f}s  {params}"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run_in_process(sw: Sweep) -> None:
+    """Trials one after another in this process (data loaded once), with progress bars."""
+    metric = sw.job["sweep"]["objective"]["metric"]
+    epochs = int(sw.job["train"]["epochs"])
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:  # fmt: skip
+        trials = bar.add_task("trials", total=sw.n_trials, completed=len(finished(sw.study)))
+        epoch_bar = bar.add_task("epochs", total=epochs)
+
+        def on_epoch(trial: optuna.Trial, record: Any) -> None:
+            bar.update(epoch_bar, completed=int(record["epoch"]), description=f"trial {trial.number} epochs")
+
+        def on_trial(study: optuna.Study, t: FrozenTrial) -> None:
+            bar.console.print(trial_line(t, metric))
+            bar.update(trials, completed=len(finished(study)))
+            bar.reset(epoch_bar)
+
+        remaining = sw.n_trials - len(sw.study.get_trials(deepcopy=False))
+        if remaining > 0:
+            sw.study.optimize(
+                sw.objective(on_epoch=on_epoch), n_trials=remaining, catch=(Exception,),
+                callbacks=[MaxTrialsCallback(sw.n_trials, states=None), on_trial],
+            )  # fmt: skip
+
+
+def run_workers(sw: Sweep, overrides: list[str]) -> None:
+    """Keep `n_workers` worker processes busy, one trial each, until the study holds n_trials trials."""
+    metric = sw.job["sweep"]["objective"]["metric"]
+    k = int(sw.job["sweep"]["n_workers"])
+    gpus = _gpu_count()
+    env = {**os.environ, WORKER_ENV: json.dumps(overrides)}
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    printed = {t.number for t in finished(sw.study)}
+    slot = 0
+    with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:  # fmt: skip
+        task = bar.add_task("trials", total=sw.n_trials, completed=len(printed))
+        try:
+            while True:
+                died = [pid for pid, p in procs.items() if p.poll() is not None]
+                for pid in died:
+                    procs.pop(pid)
+                if died:
+                    reconcile(sw)
+                trials = sw.study.get_trials(deepcopy=False)
+                for t in trials:
+                    if t.state in FINISHED and t.number not in printed:
+                        printed.add(t.number)
+                        bar.console.print(trial_line(t, metric))
+                        bar.update(task, completed=len(printed))
+                started = {str(t.user_attrs.get(WORKER_ATTR, "")).rpartition(":")[2] for t in trials}
+                pending = sum(str(pid) not in started for pid in procs)
+                if len(trials) >= sw.n_trials and not procs:
+                    break
+                while len(procs) < k and len(trials) + pending < sw.n_trials:
+                    wenv = {**env, "CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else env
+                    p = subprocess.Popen([sys.executable, "-m", "sweeps", "worker"], env=wenv, stdout=subprocess.DEVNULL)
+                    procs[p.pid] = p
+                    pending += 1
+                    slot += 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            for p in procs.values():  # they got the same SIGINT from the terminal; give them time to close runs
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            raise
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker() -> int:
+    """One trial of the study named by the overrides in $SWEEPS_WORKER_OVERRIDES (started by run_workers)."""
+    sw, _ = open_sweep(json.loads(os.environ[WORKER_ENV]), check_data=False)
+    sw.study.optimize(sw.objective(), n_trials=1, catch=(Exception,))
+    return 0
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def run(overrides: list[str]) -> int:
+    sw, cfg = open_sweep(overrides)
+    run_dir = write_run_dir(cfg)
+    name = sw.job["sweep"]["study_name"]
+    console.print(f"study [bold]{name}[/] in {mask(sw.job['sweep']['storage'])}; run directory {run_dir}")
+    _log_parent(sw, run_dir)
+    reconcile(sw)
+    interrupted = False
+    try:
+        if int(sw.job["sweep"]["n_workers"]) == 1:
+            run_in_process(sw)
+        else:
+            run_workers(sw, overrides)
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]interrupted: the running trial is marked failed; re-run the same command to resume[/]")
+    reconcile(sw)
+    report(sw, run_dir)
+    done = len(sw.study.get_trials(deepcopy=False)) >= sw.n_trials
+    sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not interrupted else "KILLED")
+    return 130 if interrupted else 0
+
+
+def _log_parent(sw: Sweep, run_dir: Path) -> None:
+    from mlflow.entities import Param
+
+    sweep = {k: v for k, v in sw.job["sweep"].items() if k != "space"}
+    params = [Param(f"sweep.{k}", mask(str(v))) for k, v in flatten(sweep).items()]
+    existing = sw.tracker.client.get_run(sw.parent_run_id).data.params
+    new = [p for p in params if p.key not in existing]  # a resumed sweep may not change logged params
+    if new:
+        sw.tracker.client.log_batch(sw.parent_run_id, params=new)
+    sw.tracker.client.log_artifact(sw.parent_run_id, str(run_dir / ".hydra" / "config.yaml"))
+
+
+def report(sw: Sweep, run_dir: Path) -> None:
+    """Best trial, counts, where to look; then triage's summary of the whole experiment."""
+    study, job = sw.study, sw.job
+    metric = job["sweep"]["objective"]["metric"]
+    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in FINISHED}
+    console.print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
+    if counts["COMPLETE"]:
+        best = study.best_trial
+        console.print(f"best trial {best.number}: {metric} {best.value:.4f}  " +
+                      "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))  # fmt: skip
+    uri, storage = mask(job["tracking"]["uri"]), mask(job["sweep"]["storage"])
+    console.print(f"MLflow experiment '{study.study_name}':  mlflow ui --backend-store-uri {uri}")
+    if not storage.startswith("journal"):
+        console.print(f"Optuna study '{study.study_name}':  optuna-dashboard {storage}")
+    if finished(study):
+        import triage
+
+        triage.summarize(study.study_name, tracking_uri=job["tracking"]["uri"], out_dir=run_dir,
+                         parent_run_id=sw.parent_run_id, study=study, console=console)  # fmt: skip
+

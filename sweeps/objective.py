@@ -1,0 +1,136 @@
+"""One Optuna trial: sample → configure → train → log every epoch → report, prune, stop diverging runs.
+
+The trial's MLflow run mirrors its outcome: COMPLETE → FINISHED, PRUNED → KILLED (tags say at which
+epoch and why: the pruner, or triage's online `diverging` verdict), FAIL → FAILED (tags say why:
+nonfinite, oom, exception, interrupted; the traceback is an artifact).
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+
+import triage
+from sweeps.plots import close, curve_figure
+from sweeps.space import SearchSpace
+from sweeps.storage import WORKER_ATTR, worker_id
+from sweeps.tracking import Tracker, flatten
+from training import Dataset, NonFiniteLoss, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
+from training.config import DataConfig
+
+RUN_ID_ATTR = "mlflow_run_id"
+TRIAGE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "clip_fraction", "lr")
+
+
+class StopTrial(optuna.TrialPruned):
+    """Pruned at `epoch` by `reason` ('pruner' or 'diverging')."""
+
+    def __init__(self, epoch: int, reason: str, detail: str) -> None:
+        super().__init__(f"pruned at epoch {epoch} by {reason}: {detail}")
+        self.epoch, self.reason, self.detail = epoch, reason, detail
+
+
+@dataclass
+class Objective:
+    """Callable objective of a study; holds what every trial of this process shares (data included)."""
+
+    job: dict[str, Any]  # the composed job config as plain containers (masked where it is logged)
+    space: SearchSpace
+    tracker: Tracker
+    parent_run_id: str
+    on_epoch: Callable[[optuna.Trial, Mapping[str, float]], None] | None = None
+    _data: tuple[DataConfig, Dataset] | None = None
+
+    @property
+    def sweep(self) -> dict[str, Any]:
+        return self.job["sweep"]
+
+    def trial_config(self, values: Mapping[str, Any]) -> TrialConfig:
+        """The base config with the sampled values set at their keys, validated."""
+        cfg = OmegaConf.create({k: v for k, v in self.job.items() if k in ("data", "model", "optimizer", "scheduler", "train")})
+        for key, value in values.items():
+            OmegaConf.update(cfg, key, value, force_add=False)
+        return TrialConfig.from_omegaconf(cfg)
+
+    def data(self, cfg: TrialConfig) -> Dataset:
+        """Load once per process; reload only when a trial's data settings differ."""
+        if self._data is None or self._data[0] != cfg.data:
+            self._data = (cfg.data, load_data(cfg.data, resolve_device(cfg.train.device)))
+        return self._data[1]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        values = self.space.suggest(trial)
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        config = flatten({k: v for k, v in self.job.items() if k not in ("hydra", "sweep")})
+        run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, values, config)
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        curves: dict[str, list[float]] = defaultdict(list)
+        records: list[Mapping[str, float]] = []
+        state, tags = "FAIL", {}
+        try:
+            value = self._train(trial, values, run_id, records, curves)
+            state = "COMPLETE"
+            return value
+        except StopTrial as e:
+            state, tags = "PRUNED", {"sweep.pruned_epoch": e.epoch, "sweep.pruned_reason": e.reason, "sweep.error": e.detail}
+            raise
+        except NonFiniteLoss as e:
+            tags = {"sweep.failure": "nonfinite", "sweep.error": str(e)}
+            raise
+        except KeyboardInterrupt:
+            tags = {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
+            raise
+        except BaseException as e:
+            kind = "oom" if isinstance(e, OutOfMemory) else "exception"
+            tags = {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            self.tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+            raise
+        finally:
+            self._close(trial, run_id, state, tags, records, curves)
+
+    def _train(self, trial: optuna.Trial, values: Mapping[str, Any], run_id: str,
+               records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> float:  # fmt: skip
+        cfg = self.trial_config(values)
+        metric = self.sweep["objective"]["metric"]
+        value = math.nan
+        for record in train_epochs(cfg, self.data(cfg)):
+            epoch = int(record["epoch"])
+            records.append(record)
+            for k in TRIAGE_KEYS:
+                curves[k].append(record[k])
+            self.tracker.log_epoch(run_id, record)
+            if self.on_epoch is not None:
+                self.on_epoch(trial, record)
+            value = record[metric]
+            if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves)) is not None:
+                raise StopTrial(epoch, "diverging", verdict.reason)
+            if epoch < cfg.train.epochs:  # the last epoch's value is the objective itself
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise StopTrial(epoch, "pruner", f"{metric}={value:.4g} at epoch {epoch} trails the other trials")
+        return value
+
+    def _close(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
+               records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
+        """Verdict as user attrs and tags, curve plot, run closed with the trial's state."""
+        verdict = triage.classify(curves)
+        for key, v in (("triage", verdict.label), ("triage.reason", verdict.reason),
+                       ("triage.confidence", round(verdict.confidence, 3))):  # fmt: skip
+            trial.set_user_attr(key, v)
+        if records:
+            fig = curve_figure(records, f"{self.sweep['study_name']} trial {trial.number} ({state.lower()})")
+            self.tracker.client.log_figure(run_id, fig, "curves.png")
+            close(fig)
+        self.tracker.finish(run_id, state, {**tags, "sweep.seconds": f"{_elapsed(records):.1f}"})
+
+
+def _elapsed(records: list[Mapping[str, float]]) -> float:
+    return sum(r["epoch_seconds"] for r in records)
+

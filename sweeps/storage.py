@@ -1,0 +1,86 @@
+"""Optuna storages from a URL, stale-trial clean-up, and masking of passwords in URLs.
+
+    sqlite:///abs/path/optuna.db        one machine (RDB storage with heartbeat)
+    journal:///abs/path/optuna.journal  several processes on one machine (JournalStorage, file locks)
+    postgresql://user:pass@host/db      many machines (RDB storage with heartbeat)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import FrozenTrial, TrialState
+
+from training.compose import mask
+from training.config import ConfigError
+
+WORKER_ATTR = "worker"  # user attribute "host:pid" of the process running a trial
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
+    """Open (and create) the storage at `url`; StorageError in one line when it cannot be reached."""
+    try:
+        if url.startswith("journal://"):
+            path = Path(url.removeprefix("journal://")).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        elif not url.startswith(("postgresql", "mysql")):
+            raise ConfigError(
+                f"sweep.storage={mask(url)!r}: use sqlite:///<path>, journal:///<path> or postgresql://user@host/db"
+            )
+        return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                          engine_kwargs=_engine_kwargs(url))  # fmt: skip
+    except ConfigError:
+        raise
+    except Exception as e:  # sqlalchemy / driver errors carry multi-line text
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot open Optuna storage {mask(url)}: {mask(reason)}; check sweep.storage") from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}  # wait for a writer rather than fail with "database is locked"
+    return {}
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_dead_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Mark FAIL the RUNNING trials whose process (on this host) is gone; returns them.
+
+    Heartbeats (RDB storages) catch dead processes on any host after `grace_period`; this catches
+    those of this host at once, so re-running right after a kill resumes cleanly.
+    """
+    if isinstance(study._storage, RDBStorage) and study._storage.is_heartbeat_enabled():
+        optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get(WORKER_ATTR, ""))
+        whost, _, pid = worker.rpartition(":")
+        if whost == host and pid.isdigit() and not _alive(int(pid)):
+            if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                failed.append(t)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,120 @@
+"""MLflow bookkeeping of a sweep: one parent run per study, one child run per trial.
+
+Each epoch's record goes out in one `log_batch` call (step = epoch). MLflow's UI breaks on NaN
+metrics, so a non-finite value is left out of its series and recorded as the tag
+`sweep.nonfinite = metric@epoch` (triage reads it as a divergence).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from sweeps.storage import mask
+from training.config import ConfigError
+
+PARENT_ROLE = "parent"
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in one line, before anything is created, when the tracking URI cannot be used."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5):
+                return
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ConfigError(f"MLflow tracking server {mask(uri)} is unreachable ({reason}); check tracking.uri") from None
+    elif uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    elif not uri.startswith(("postgresql", "mysql", "file:", "databricks")):
+        raise ConfigError(f"tracking.uri={mask(uri)!r}: use sqlite:///<path> or http://host:port")
+
+
+class Tracker:
+    """Parent/child runs of one study in one MLflow experiment (named like the study)."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:  # the first call on a new SQLite store also creates its schema
+            location = None if uri.startswith(("http", "databricks")) else artifact_location
+            if location:
+                location = Path(location).expanduser().resolve().joinpath(experiment).as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = found.experiment_id
+
+    # ----------------------------------------------------------------- parent run
+
+    def parent_run(self, study: str, run_id: str | None) -> str:
+        """The sweep's parent run: `run_id` when it exists (resume), else a new one; marked RUNNING."""
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{study} sweep", tags={"sweep.role": PARENT_ROLE, "sweep.study": study}
+        )
+        return run.info.run_id
+
+    # ----------------------------------------------------------------- trial runs
+
+    def start_trial(self, parent_id: str, study: str, number: int, params: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+        """A child run holding the sampled params and the (masked, flattened) resolved config."""
+        tags = {MLFLOW_PARENT_RUN_ID: parent_id, "sweep.study": study, "sweep.trial": str(number),
+                "sweep.state": "RUNNING", "sweep.space": ",".join(params)}  # fmt: skip
+        run_id = self.client.create_run(self.experiment_id, run_name=f"trial {number}", tags=tags).info.run_id
+        flat = {**{k: v for k, v in config.items()}, **params, "sweep.trial": number}
+        items = [Param(k, mask(_text(v))[:6000]) for k, v in flat.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+        return run_id
+
+    def log_epoch(self, run_id: str, record: Mapping[str, float]) -> None:
+        """All of one epoch's metrics in one call, step = epoch; non-finite values become a tag."""
+        step, now = int(record["epoch"]), int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and math.isfinite(v)]
+        bad = [k for k, v in record.items() if not math.isfinite(v) and not k.startswith("val_")]
+        tags = [RunTag("sweep.nonfinite", f"{bad[0]}@{step}")] if bad else []
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+
+    def finish(self, run_id: str, state: str, tags: Mapping[str, Any] | None = None) -> None:
+        """Close a trial's run: COMPLETE → FINISHED, PRUNED → KILLED, FAIL → FAILED."""
+        status = {"COMPLETE": RunStatus.FINISHED, "PRUNED": RunStatus.KILLED}.get(state, RunStatus.FAILED)
+        all_tags = [RunTag("sweep.state", state)] + [RunTag(k, mask(_text(v))[:5000]) for k, v in (tags or {}).items()]
+        self.client.log_batch(run_id, tags=all_tags)
+        self.client.set_terminated(run_id, RunStatus.to_string(status))
+
+    def running_children(self, parent_id: str) -> list[Any]:
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}' and attributes.status = 'RUNNING'",
+            max_results=10000,
+        )
+
+
+def _text(v: Any) -> str:
+    return "null" if v is None else str(v)
+
+
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
