@@ -144,19 +144,51 @@ def _rising(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str] | None
     return conf, reason
 
 
-def _dead(key: str, s: CurveStats, th: Thresholds, ratio: float, min_flat: int) -> tuple[float, str] | None:
-    """An epoch far above the level the curve then sits at, flat, without having learned after it."""
-    if s.n < 1 + min_flat or s.tail <= 0 or s.peak < ratio * s.tail:
-        return None
+def _collapse_confirmed(run: _Run, s: CurveStats, th: Thresholds, ratio: float) -> tuple[bool, str]:
+    """For a peak in the first epoch (its average may be an explosion or just fast learning), evidence
+    that the network collapsed: the grad norm exploded and collapsed (when logged), else the accuracy
+    froze (constant predictions, when logged), else a loss peak ≥ ``dead_short_ratio`` × its flat level.
+    """
+    g = run.stats.get("grad_norm")
+    if g is not None:
+        ok = g.tail > 0 and g.peak >= th.grad_explode_ratio * g.tail
+        return ok, f"grad_norm {_f(g.peak)} → {_f(g.tail)}"
+    for name in ("val_acc", "train_acc"):
+        acc = run.curves.get(name)
+        if acc is not None and len(acc) >= s.n:
+            frozen = acc[s.settle_i:s.n]
+            return (len(frozen) > 0 and float(np.ptp(frozen)) <= th.dead_acc_tol), f"{name} frozen at {_f(acc[s.n - 1])}"
+    return s.peak >= max(ratio, th.dead_short_ratio) * s.tail, ""
+
+
+def _dead(run: _Run, key: str, s: CurveStats, th: Thresholds, ratio: float, spike: float,
+          min_flat: int) -> tuple[float, str] | None:
+    """The loss exploded and the network died: the curve then sits flat, no better than where it began.
+
+    * Peak after the first epoch: the loss spiked to ≥ ``spike`` × its first epoch and now sits flat
+      at a level no lower than that first epoch (all progress lost, nothing learned since).
+    * Peak in the first epoch: its average is ≥ ``ratio`` × the level the curve reached within
+      ``dead_settle_epochs`` and kept, confirmed by ``_collapse_confirmed`` (a fast learner looks the
+      same in the loss alone).
+    """
     flat = s.n - s.settle_i
-    if flat < min_flat or s.settle_i - s.peak_i > th.dead_settle_epochs:
+    if s.n < 1 + min_flat or s.tail <= 0 or flat < min_flat:
         return None
-    if s.peak_i > 0 and s.tail < (1 - th.plateau_min_gain) * s.premin:
-        return None  # it sits below anything it reached before the spike: it learned, not died
+    if s.peak_i > 0:
+        if s.peak < spike * s.start or s.tail < (1 - th.plateau_min_gain) * s.start or s.settle_i <= s.peak_i:
+            return None
+        conf = _conf(s.peak / s.start, spike, 4 * spike)
+        return conf, (f"{key} spiked to {_f(s.peak)} at epoch {s.peak_i + 1} ({_f(s.peak / s.start)}× its first "
+                      f"epoch) and has sat flat at {_f(s.tail)} for {flat} epochs, no better than where it began: "
+                      "the network died")
+    if s.peak < ratio * s.tail or s.settle_i > th.dead_settle_epochs:
+        return None
+    ok, why = _collapse_confirmed(run, s, th, ratio)
+    if not ok:
+        return None
     conf = _conf(s.peak / s.tail, ratio, 10 * ratio)
-    reason = (f"{key} exploded to {_f(s.peak)} at epoch {s.peak_i + 1} ({_f(s.peak / s.tail)}× the level it then "
-              f"sat at) and stayed flat at {_f(s.tail)} for {flat} epochs: the network died")
-    return conf, reason
+    return conf, (f"{key} exploded to {_f(s.peak)} in epoch 1 ({_f(s.peak / s.tail)}× the level it then sat at) "
+                  f"and stayed flat at {_f(s.tail)} for {flat} epochs ({why}): the network died").replace(" ()", "")
 
 
 def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
@@ -273,8 +305,8 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "rising", rise=p.tail_min / p.best - 1, lost=p.lost)
     for k in LOSS_KEYS:
         s = run.stats.get(k)
-        hit = None if s is None else (_dead(k, s, th, th.explode_ratio, th.dead_min_flat)
-                                      or _dead(k, s, th, th.dead_short_ratio, 2))
+        hit = None if s is None else (_dead(run, k, s, th, th.explode_ratio, th.spike_ratio, th.dead_min_flat)
+                                      or _dead(run, k, s, th, th.dead_short_ratio, th.spike_ratio, 2))
         if hit:
             return _verdict(run, th, DIVERGING, hit[0], hit[1], "dead", peak_ratio=s.peak / s.tail)
     hit = _grad_dead(run, key, p, th)
@@ -352,10 +384,9 @@ def online_verdict(curves: Mapping[str, Sequence[float]], thresholds: Thresholds
     """During training: a ``diverging`` verdict when the partial curves are certainly diverging, else None.
 
     Fires only on (a) a non-finite loss or grad norm, (b) a training loss whose last two epochs are
-    both ≥ ``online_explode_ratio`` × its best, or (c) a loss that exploded ≥ ``online_explode_ratio`` ×
-    above the level it then sat at, flat for ``online_min_flat`` epochs with constant val_acc or a
-    collapsed grad norm. Slow-starting curves (flat, then learning) never match: none has a peak far
-    above its flat level.
+    both ≥ ``online_explode_ratio`` × its best, or (c) the offline "dead network" rule with
+    ``online_explode_ratio`` for both its ratios and ``online_min_flat`` flat epochs. Slow-starting
+    curves (flat, then learning) never match: none has a peak far above its flat level.
     """
     th = thresholds or load_thresholds()
     run = _prepare(curves, None)
@@ -370,17 +401,10 @@ def online_verdict(curves: Mapping[str, Sequence[float]], thresholds: Thresholds
         return _verdict(run, th, DIVERGING, 0.95,
                         f"{key} exploded to {_f(x[-1])}, {_f(x[-1] / p.best)}× its best {_f(p.best)} at epoch "
                         f"{p.best_i + 1}, for two epochs in a row", "online_rising")
-    g = run.stats.get("grad_norm")
-    acc = run.curves.get("val_acc")
     for k in LOSS_KEYS:
         s = run.stats.get(k)
-        if s is None:
-            continue
-        flat = s.n - s.settle_i
-        grad_dead = g is not None and g.tail > 0 and g.peak >= th.grad_explode_ratio * g.tail
-        acc_flat = acc is not None and len(acc) >= s.n and flat > 0 and np.ptp(acc[s.settle_i:s.n]) <= th.online_acc_flat_tol
-        min_flat = th.online_min_flat if (grad_dead or acc_flat) else 2 * th.online_min_flat
-        hit = _dead(k, s, th, th.online_explode_ratio, min_flat)
+        hit = None if s is None else _dead(run, k, s, th, th.online_explode_ratio, th.online_explode_ratio,
+                                           th.online_min_flat)
         if hit:
             return _verdict(run, th, DIVERGING, max(hit[0], 0.9), hit[1], "online_dead")
     return None

@@ -109,8 +109,13 @@ def triage_tags(verdict: Verdict, thresholds: Thresholds | None = None) -> dict[
         "triage": verdict.label,
         "triage.reason": verdict.reason,
         "triage.confidence": f"{verdict.confidence:.2f}",
-        "triage.version": f"{__version__}+{th.fingerprint()}",
+        "triage.version": version_string(th),
     }
+
+
+def version_string(th: Thresholds) -> str:
+    """``triage.version``: the package version and a hash of the thresholds the verdict used."""
+    return f"{__version__}+{th.fingerprint()}"
 
 
 def _importances(study: Any) -> tuple[dict[str, float] | None, str | None]:
@@ -167,7 +172,7 @@ def summarize(
     parents = [r for r in runs if r.is_parent]
     parent = parent_run_id or (max(parents, key=lambda r: r.start_time).run_id if parents else None)
     summary = Summary(experiment_name, uri, children, verdicts, rules, importances, epochs_saved(children),
-                      f"{__version__}+{th.fingerprint()}", parent, notes=[note] if note else [])
+                      version_string(th), parent, notes=[note] if note else [])
     if write:
         write_tags(client, {r.run_id: triage_tags(verdicts[r.run_id], th) for r in children})
         if study is not None:

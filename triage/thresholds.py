@@ -29,8 +29,10 @@ class Thresholds:
     diverge_rise_min: float = MISSING
     diverge_rise: float = MISSING
     diverge_lost: float = MISSING
+    spike_ratio: float = MISSING
     explode_ratio: float = MISSING
     dead_settle_epochs: int = MISSING
+    dead_acc_tol: float = MISSING
     dead_flat_tol: float = MISSING
     dead_flat_share: float = MISSING
     dead_min_flat: int = MISSING
@@ -54,7 +56,6 @@ class Thresholds:
     clip_growth: float = MISSING
     online_explode_ratio: float = MISSING
     online_min_flat: int = MISSING
-    online_acc_flat_tol: float = MISSING
     short_epochs: int = MISSING
     short_penalty: float = MISSING
 
@@ -64,8 +65,13 @@ class Thresholds:
 
     def fingerprint(self) -> str:
         """Short hash of the values, recorded in the ``triage.version`` tag."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha1(blob).hexdigest()[:8]
+        return _fingerprint(self)
+
+
+@lru_cache(maxsize=32)
+def _fingerprint(th: Thresholds) -> str:
+    blob = json.dumps(asdict(th), sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:8]
 
 
 def thresholds_from_mapping(values: Mapping[str, Any]) -> Thresholds:
