@@ -12,6 +12,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -36,8 +38,10 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             raise ConfigError(
                 f"sweep.storage={mask(url)!r}: use sqlite:///<path>, journal:///<path> or postgresql://user@host/db"
             )
-        return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                          engine_kwargs=_engine_kwargs(url))  # fmt: skip
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9; we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                              engine_kwargs=_engine_kwargs(url))  # fmt: skip
     except ConfigError:
         raise
     except Exception as e:  # sqlalchemy / driver errors carry multi-line text

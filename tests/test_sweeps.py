@@ -1,0 +1,191 @@
+"""`python -m sweeps run` end to end on real CIFAR-10, checked through MLflow's and Optuna's own clients."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import run_cli
+
+SMALL = ["train.epochs=2", "data.train_size=600", "data.val_size=200"]
+PARENT = "mlflow.parentRunId"
+
+
+def stores(home: Path) -> tuple[str, str]:
+    return f"sqlite:///{home}/optuna.db", f"sqlite:///{home}/mlflow.db"
+
+
+def pin_lr(lr: float) -> list[str]:
+    """A one-point lr range, so a test decides each trial's learning rate."""
+    return [f"sweep.space.optimizer.lr.low={lr}", f"sweep.space.optimizer.lr.high={lr * 1.0001}"]
+
+
+def sweep(cwd: Path, *overrides: str, n: int) -> subprocess.CompletedProcess:
+    p = run_cli("sweeps", "run", "+sweep=lr", f"sweep.n_trials={n}", *SMALL, *overrides, cwd=cwd)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def children(client: MlflowClient, experiment: str) -> list:
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return sorted((r for r in runs if PARENT in r.data.tags), key=lambda r: int(r.data.tags["sweep.trial"]))
+
+
+def test_completed_pruned_and_failed_trials(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    """Trial 0 learns (adam, lr 1e-3); trial 1 (lr 1e-7) trails it and is pruned; trial 2 (sgd, lr 1e3) goes NaN."""
+    storage, tracking = stores(sweeps_home)
+    common = ["optimizer=adam", "sweep.objective.metric=train_loss", "sweep.objective.direction=minimize",
+              "sweep.pruner.n_startup_trials=1", "sweep.pruner.n_warmup_steps=0", "sweep.online_triage=false"]  # fmt: skip
+    sweep(tmp_path, *common, *pin_lr(1e-3), n=1)
+    sweep(tmp_path, *common, *pin_lr(1e-7), n=2)
+    out = sweep(tmp_path, *[c for c in common if c != "optimizer=adam"], "optimizer=sgd", *pin_lr(1e3), n=3)
+
+    study = optuna.load_study(study_name="lr", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    client = MlflowClient(tracking)
+    exp = client.get_experiment_by_name("lr")
+    parents = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("sweep.role") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    runs = children(client, "lr")
+    assert [r.data.tags[PARENT] for r in runs] == [parents[0].info.run_id] * 3
+    assert [r.info.status for r in runs] == ["FINISHED", "KILLED", "FAILED"]
+
+    done, pruned, failed = runs
+    assert float(done.data.params["optimizer.lr"]) == pytest.approx(1e-3, rel=1e-3)
+    assert done.data.params["optimizer.name"] == "adam" and done.data.params["data.train_size"] == "600"
+    for key in ("train_loss", "val_loss", "val_acc", "val_auc", "grad_norm", "lr"):
+        history = client.get_metric_history(done.info.run_id, key)
+        assert [m.step for m in history] == [1, 2], key
+    assert study.trials[0].value == pytest.approx(client.get_metric_history(done.info.run_id, "train_loss")[-1].value)
+    assert "curves.png" in {a.path for a in client.list_artifacts(done.info.run_id)}
+
+    assert pruned.data.tags["sweep.state"] == "PRUNED" and pruned.data.tags["sweep.pruned_epoch"] == "1"
+    assert pruned.data.tags["sweep.pruned_reason"] == "pruner"
+    assert len(client.get_metric_history(pruned.info.run_id, "train_loss")) == 1
+
+    assert failed.data.tags["sweep.failure"] == "nonfinite" and failed.data.tags["sweep.nonfinite"].startswith("train_loss@")
+    assert all(math.isfinite(m.value) for m in client.get_metric_history(failed.info.run_id, "grad_norm"))
+    assert study.trials[2].user_attrs["triage"] == "diverging"
+    assert "trial   2  FAIL" in out.stderr and "best trial 0" in out.stderr
+    assert "mlflow ui --backend-store-uri" in out.stderr
+
+
+def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    storage, tracking = stores(sweeps_home)
+    args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=3", "train.epochs=4",
+            "data.train_size=600", "data.val_size=200", *pin_lr(0.01)]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:  # kill once trial 0 is done and trial 1 has logged an epoch
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="lr", storage=storage)
+            except KeyError:
+                continue
+            states = [t.state.name for t in study.get_trials(deepcopy=False)]
+            if states[:1] == ["COMPLETE"] and len(states) == 2 and "mlflow_run_id" in study.trials[1].user_attrs:
+                history = MlflowClient(tracking).get_metric_history(study.trials[1].user_attrs["mlflow_run_id"], "train_loss")
+                if history:
+                    break
+        else:
+            pytest.fail("the sweep never reached trial 1")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", n=3)
+    study = optuna.load_study(study_name="lr", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    runs = children(MlflowClient(tracking), "lr")
+    assert [r.info.status for r in runs] == ["FINISHED", "FAILED", "FINISHED"]
+    assert runs[1].data.tags["sweep.failure"] == "interrupted"
+    assert len(MlflowClient(tracking).get_metric_history(runs[0].info.run_id, "val_acc")) == 4  # nothing lost
+
+    again = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", n=3)  # a finished study runs nothing more
+    assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 3
+    assert "trial   " not in again.stderr
+
+
+def _check_workers(storage: str, tracking: str, name: str, n: int) -> None:
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert len(study.trials) == n
+    assert sorted(t.number for t in study.trials) == list(range(n))
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert len({t.user_attrs["worker"] for t in study.trials}) == n  # one process per trial
+    runs = children(MlflowClient(tracking), name)
+    assert sorted(int(r.data.tags["sweep.trial"]) for r in runs) == list(range(n))
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_three_workers_on_postgresql(tmp_path: Path, sweeps_home: Path, cifar_root: Path, postgres_url: str) -> None:
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    tracking = stores(sweeps_home)[1]
+    sweep(tmp_path, f"sweep.study_name={name}", f"sweep.storage={postgres_url}", "sweep.n_workers=3",
+          *pin_lr(0.01), "train.epochs=1", n=5)  # fmt: skip
+    _check_workers(postgres_url, tracking, name, 5)
+
+
+def test_three_workers_on_journal_storage(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    storage = f"journal:///{sweeps_home}/optuna.journal"
+    sweep(tmp_path, "storage=journal", "sweep.n_workers=3", *pin_lr(0.01), "train.epochs=1", n=4)
+    from sweeps.storage import open_storage
+
+    _check_workers(open_storage(storage), stores(sweeps_home)[1], "lr", 4)
+
+
+def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_root: Path, postgres_url: str) -> None:
+    """Trust auth accepts any password, so a real sweep runs with one in its storage URL."""
+    secret = "s3cr3t-" + uuid.uuid4().hex[:6]
+    url = postgres_url.replace("://postgres@", f"://postgres:{secret}@")
+    assert secret in url
+    name = f"pw-{uuid.uuid4().hex[:8]}"
+    p = sweep(tmp_path, f"sweep.study_name={name}", f"sweep.storage={url}", *pin_lr(0.01), "train.epochs=1", n=1)
+    assert secret not in p.stdout + p.stderr
+    client = MlflowClient(stores(sweeps_home)[1])
+    exp = client.get_experiment_by_name(name)
+    for run in client.search_runs([exp.experiment_id]):
+        assert secret not in repr(run.data.params) + repr(run.data.tags)
+        for art in client.list_artifacts(run.info.run_id):
+            if not art.is_dir and art.path.endswith((".yaml", ".md", ".html", ".txt")):
+                assert secret not in Path(client.download_artifacts(run.info.run_id, art.path, str(tmp_path))).read_text()
+    for f in (tmp_path / "outputs").rglob("*"):
+        if f.is_file() and f.suffix in (".yaml", ".md", ".html", ".txt", ".json"):
+            assert secret not in f.read_text(errors="ignore"), f
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["+sweep=nope"], "sweep"),
+        (["+sweep=lr", "sweep.space.optimizer.lr.type=gaussian"], "sweep.space.optimizer.lr.type='gaussian' is unknown"),
+        (["+sweep=lr", "sweep.space.optimizer.lr.low=100"], "low < high"),
+        (["+sweep=lr", "sweep.pruner.name=patient"], "sweep.pruner.name='patient' is unknown"),
+        (["+sweep=lr", "sweep.storage=postgresql://postgres@127.0.0.1:1/none"], "cannot open Optuna storage"),
+        (["+sweep=lr", "tracking.uri=http://127.0.0.1:1"], "unreachable"),
+        (["+sweep=lr", "optimizer.lr=-1"], "optimizer.lr=-1"),
+        (["+sweep=lr", "data.root=/nonexistent"], "no CIFAR-10 at /nonexistent"),
+        ([], "no sweep chosen"),
+    ],
+)
+def test_bad_input_creates_nothing(tmp_path: Path, sweeps_home: Path, cifar_root: Path, overrides: list[str], message: str) -> None:
+    p = run_cli("sweeps", "run", *overrides, *SMALL, cwd=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and message in lines[0], p.stderr
+    storage, tracking = stores(sweeps_home)
+    if (sweeps_home / "optuna.db").exists():
+        assert optuna.get_all_study_names(storage) == []
+    if (sweeps_home / "mlflow.db").exists():
+        assert MlflowClient(tracking).get_experiment_by_name("lr") is None
+    assert not (tmp_path / "outputs").exists()
