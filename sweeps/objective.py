@@ -109,6 +109,8 @@ class Objective:
             if self.on_epoch is not None:
                 self.on_epoch(trial, record)
             value = record[metric]
+            if not math.isfinite(record["train_loss"]):
+                continue  # the loop raises NonFiniteLoss next: the trial fails, it is not pruned
             if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves)) is not None:
                 raise StopTrial(epoch, "diverging", verdict.reason)
             if epoch < cfg.train.epochs:  # the last epoch's value is the objective itself

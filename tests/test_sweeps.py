@@ -90,9 +90,11 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
     try:
         while time.time() < deadline:  # kill once trial 0 is done and trial 1 has logged an epoch
             time.sleep(0.5)
+            if not (sweeps_home / "optuna.db").exists():
+                continue
             try:
                 study = optuna.load_study(study_name="lr", storage=storage)
-            except KeyError:
+            except (KeyError, Exception):  # not created yet, or mid-creation
                 continue
             states = [t.state.name for t in study.get_trials(deepcopy=False)]
             if states[:1] == ["COMPLETE"] and len(states) == 2 and "mlflow_run_id" in study.trials[1].user_attrs:
