@@ -1,0 +1,67 @@
+"""Cost of the sweep machinery: the same trials through the bare loop and through the sweep.
+
+    python bench/sweep_overhead.py [--images 2000] [--epochs 3] [--trials 4] [--repeats 2]
+
+(a) `training.fit` on a fixed list of learning rates; (b) the same list through the sweep's
+objective (Optuna SQLite storage with heartbeat, MLflow SQLite store: child run, params, one
+batched log per epoch, report + prune check, online triage, curve plot, verdict). Same data, loaded
+once before timing; (a) and (b) alternate `--repeats` times. Prints wall times and the overhead.
+Needs CIFAR10_ROOT; the stores live in a temporary SWEEPS_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import optuna
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    os.environ.setdefault("SWEEPS_HOME", tempfile.mkdtemp(prefix="sweep-overhead-"))
+
+    from sweeps.driver import open_sweep
+    from training import fit
+
+    lrs = [0.003 * 2**i for i in range(args.trials)]
+    overrides = ["+sweep=lr", f"train.epochs={args.epochs}", f"data.train_size={args.images}", "data.val_size=500",
+                 "sweep.pruner.name=median", "sweep.pruner.n_startup_trials=1000"]  # checks run, nothing pruned
+    bare_times, sweep_times = [], []
+    for r in range(args.repeats + 1):
+        sw, _ = open_sweep([*overrides, f"sweep.study_name=overhead-{r}"])
+        objective = sw.objective()
+        configs = [objective.trial_config({"optimizer.lr": lr}) for lr in lrs]
+        data = objective.data(configs[0])  # loaded once, shared by (a) and (b)
+
+        start = time.perf_counter()
+        for cfg in configs:
+            fit(cfg, data)
+        bare = time.perf_counter() - start
+
+        for lr in lrs:
+            sw.study.enqueue_trial({"optimizer.lr": lr})
+        start = time.perf_counter()
+        sw.study.optimize(objective, n_trials=len(lrs))
+        swept = time.perf_counter() - start
+        states = {t.state.name for t in sw.study.trials}
+        label = " (warm-up, not counted)" if r == 0 else ""
+        print(f"round {r}{label}: bare {bare:6.2f}s  sweep {swept:6.2f}s  overhead {100 * (swept / bare - 1):+5.1f}%  states {states}")
+        if r > 0:
+            bare_times.append(bare)
+            sweep_times.append(swept)
+    b, s = sum(bare_times), sum(sweep_times)
+    print(f"{args.trials} trials × {args.epochs} epochs × {args.images} images, {args.repeats} rounds: "
+          f"bare {b:.2f}s, sweep {s:.2f}s, overhead {100 * (s / b - 1):+.1f}% ({(s - b) / (args.trials * args.repeats):.2f}s per trial)")
+
+
+if __name__ == "__main__":
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    main()
