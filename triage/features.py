@@ -41,11 +41,19 @@ class CurveStats(NamedTuple):
     sbest: float          # minimum of the 3-epoch running median (robust minimum)
     sbest_i: int
     t90: float            # share of the run before it first made 90% of its drop from start to tail
+    late_rate: float      # fall per epoch over the last L epochs (least-squares slope, > 0: falling)
+    fast_rate: float      # fastest fall per epoch over any L consecutive epochs
+    late_rel: float       # late_rate × recent window / tail: what a third more training would gain at that pace
 
 
 def tail_window(n: int, th: Thresholds) -> int:
     """Number of epochs in the tail window of a curve of ``n`` epochs."""
     return max(1, min(th.tail_max, math.ceil(n * th.tail_fraction)))
+
+
+def late_window(n: int, th: Thresholds) -> int:
+    """Epochs over which fall rates are fitted: the recent window (a third of the run), 3..200 epochs."""
+    return min(200, max(3, math.ceil(n * th.recent_fraction)))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -86,7 +94,7 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
     median = np.median(x, axis=1)
     if n >= 3:
         d = np.diff(x, axis=1)
-        reversal = d[:, :-1] * d[:, 1:] < 0
+        reversal = np.sign(d[:, :-1]) * np.sign(d[:, 1:]) < 0
         swing = np.minimum(np.abs(d[:, :-1]), np.abs(d[:, 1:]))
         big = reversal & (swing >= th.osc_amplitude * np.abs(median)[:, None])
         osc_count = big.sum(axis=1)
@@ -100,12 +108,21 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
         sbest = smooth[rows, sbest_i - 1]
     else:
         sbest_i, sbest = best_i, best
+    L = late_window(n, th)
+    if n > L:
+        t = np.arange(L) - (L - 1) / 2
+        falls = -(np.lib.stride_tricks.sliding_window_view(x, L, axis=1) @ (t / (t @ t)))
+        late_rate, fast_rate = falls[:, -1], falls.max(axis=1)
+    else:
+        late_rate = fast_rate = np.zeros(m)
+    late_rel = _ratio(late_rate * w, np.abs(tail))
+    late_rel = np.where(tail != 0, late_rel, 0.0)
     near = x <= (tail + 0.1 * (start - tail))[:, None]
     t90 = np.where(start > tail, np.argmax(near, axis=1) / n, 1.0)
     cols = (
         np.full(m, n), start, last, best, best_i, peak, peak_i, tail, tail_min,
         tail_block.max(axis=1), earlier, 1.0 - _ratio(tail, earlier), 1.0 - _ratio(tail, start), lost,
-        settle_i, premin, osc_count, osc_frac, median, sbest, sbest_i, t90,
+        settle_i, premin, osc_count, osc_frac, median, sbest, sbest_i, t90, late_rate, fast_rate, late_rel,
     )
     return [CurveStats._make(r) for r in zip(*(c.tolist() for c in cols))]
 

@@ -34,9 +34,21 @@ class Condition:
     off: bool = False
 
     def __str__(self) -> str:
+        if isinstance(self.value, float) and math.isinf(self.value):  # a split between set and unset
+            return f"{self.param} is {'off' if self.off else 'on'}"
         v = _fmt(self.value) if isinstance(self.value, float) else self.value
         text = f"{self.param} {'≤' if self.op == '<=' else ('≠' if self.op == '!=' else self.op)} {v}"
         return f"{text} or off" if self.off else text
+
+    def matches(self, row: dict[str, str]) -> bool:
+        """Whether a trial's params satisfy this condition."""
+        raw = row.get(self.param)
+        if self.op in ("=", "!="):
+            return (str(raw) == self.value) == (self.op == "=")
+        v = _as_float(raw)
+        if v is None or math.isnan(v):
+            return self.off
+        return v > float(self.value) if self.op == ">" else v <= float(self.value)
 
 
 @dataclass(frozen=True)
@@ -119,7 +131,13 @@ def _path_conditions(tree, feats: list[_Feature], has_nan: np.ndarray, leaf: int
         thr = float(t.threshold[up])
         missing_left = bool(getattr(t, "missing_go_to_left", np.zeros(t.node_count, bool))[up])
         if f.kind == "cat":
-            conds.append(Condition(f.param, "=" if side == "right" else "!=", f.category))
+            cats = [g.category for g in feats if g.param == f.param]
+            if side == "right":
+                conds.append(Condition(f.param, "=", f.category))
+            elif len(cats) == 2:  # "≠ sgd" of two choices reads better as "= adam"
+                conds.append(Condition(f.param, "=", next(c for c in cats if c != f.category)))
+            else:
+                conds.append(Condition(f.param, "!=", f.category))
         else:
             value = 10 ** thr if f.kind == "log" else thr
             off = bool(has_nan[t.feature[up]]) and (side == "left") == missing_left
@@ -151,7 +169,9 @@ def suggest(label: str, conds: Sequence[Condition]) -> str:
     parts = []
     for c in conds:
         v = _fmt(float(c.value)) if isinstance(c.value, float) else c.value
-        if c.op == ">":
+        if isinstance(c.value, float) and math.isinf(c.value):
+            parts.append(f"keep {c.param} on" if c.off else f"try {c.param} off")
+        elif c.op == ">":
             parts.append(f"cap {c.param} below {v}" + (" and keep it on" if c.off else ""))
         elif c.op == "<=":
             parts.append(f"raise the lower bound of {c.param} above {v}" + (" and keep it on" if c.off else ""))
@@ -183,6 +203,7 @@ def failure_rules(
     has_nan = np.isnan(x).any(axis=0)
     y_all = np.asarray(labels)
     rules: list[Rule] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     for label in failure_labels:
         y = (y_all == label).astype(int)
         total = int(y.sum())
@@ -196,7 +217,39 @@ def failure_rules(
             hits, support = int(y[members].sum()), int(members.sum())
             if hits < 2 and not (hits == total == 1) or hits * 2 <= support:
                 continue
-            conds = _path_conditions(tree, feats, has_nan, int(leaf))
+            conds = _prune(_path_conditions(tree, feats, has_nan, int(leaf)), params, y)
+            key = (label, tuple(str(c) for c in conds))
+            if key in seen:
+                continue
+            seen.add(key)
+            hits, support = _score(conds, params, y)
             rules.append(Rule(label, tuple(conds), hits, support, total, suggest(label, conds)))
     rules.sort(key=lambda r: (-r.hits, r.support))
-    return rules
+    return [r for r in rules if not any(_covers(o, r) for o in rules if o is not r)]
+
+
+def _covers(general: Rule, specific: Rule) -> bool:
+    """``general`` makes ``specific`` redundant: same label, a subset of its conditions, as many hits."""
+    g, s = {str(c) for c in general.conditions}, {str(c) for c in specific.conditions}
+    return general.label == specific.label and g < s and general.hits >= specific.hits
+
+
+def _score(conds: Sequence[Condition], params: Sequence[dict[str, str]], y: np.ndarray) -> tuple[int, int]:
+    """(trials with the label, trials) matching every condition."""
+    m = np.array([all(c.matches(row) for c in conds) for row in params], dtype=bool)
+    return int(y[m].sum()), int(m.sum())
+
+
+def _prune(conds: list[Condition], params: Sequence[dict[str, str]], y: np.ndarray) -> list[Condition]:
+    """Drop conditions that do not make the rule purer (a depth-2 tree adds a second split even when
+    the first one already isolates the label)."""
+    conds = list(conds)
+    for c in list(conds):
+        if len(conds) == 1:
+            break
+        hits, support = _score(conds, params, y)
+        rest = [d for d in conds if d is not c]
+        h2, s2 = _score(rest, params, y)
+        if s2 and h2 >= hits and h2 * support >= hits * s2:  # same or better precision, no fewer hits
+            conds = rest
+    return conds

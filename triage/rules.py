@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .features import CurveStats, curve_stats, tail_window
+from .features import CurveStats, curve_stats, late_window, tail_window
 from .thresholds import Thresholds, load_thresholds
 from .verdict import (
     CRASHED, DIVERGING, HEALTHY, OSCILLATING, OVERFIT, PLATEAU, UNCONVERGED, Verdict,
@@ -151,14 +151,23 @@ def _collapse_confirmed(run: _Run, s: CurveStats, th: Thresholds, ratio: float) 
     """
     g = run.stats.get("grad_norm")
     if g is not None:
-        ok = g.tail > 0 and g.peak >= th.grad_explode_ratio * g.tail
-        return ok, f"grad_norm {_f(g.peak)} → {_f(g.tail)}"
+        return g.tail > 0 and g.peak >= th.grad_explode_ratio * g.tail, ""  # the reason's grad note names it
+    frozen = _frozen_accuracy(run, s.settle_i, s.n, th)
+    if frozen is not None:
+        return frozen[0], frozen[1]
+    return s.peak >= max(ratio, th.dead_short_ratio) * s.tail, ""
+
+
+def _frozen_accuracy(run: _Run, lo: int, hi: int, th: Thresholds) -> tuple[bool, str] | None:
+    """Whether the accuracy (val, else train) stayed constant over epochs [lo, hi) at a level a constant
+    prediction can reach (≤ dead_acc_max); None when no accuracy is logged."""
     for name in ("val_acc", "train_acc"):
         acc = run.curves.get(name)
-        if acc is not None and len(acc) >= s.n:
-            frozen = acc[s.settle_i:s.n]
-            return (len(frozen) > 0 and float(np.ptp(frozen)) <= th.dead_acc_tol), f"{name} frozen at {_f(acc[s.n - 1])}"
-    return s.peak >= max(ratio, th.dead_short_ratio) * s.tail, ""
+        if acc is not None and len(acc) >= hi:
+            window = acc[lo:hi]
+            ok = len(window) > 0 and float(np.ptp(window)) <= th.dead_acc_tol and float(window.max()) <= th.dead_acc_max
+            return ok, f"{name} frozen at {_f(acc[hi - 1])}"
+    return None
 
 
 def _dead(run: _Run, key: str, s: CurveStats, th: Thresholds, ratio: float, spike: float,
@@ -168,27 +177,38 @@ def _dead(run: _Run, key: str, s: CurveStats, th: Thresholds, ratio: float, spik
     * Peak after the first epoch: the loss spiked to ≥ ``spike`` × its first epoch and now sits flat
       at a level no lower than that first epoch (all progress lost, nothing learned since).
     * Peak in the first epoch: its average is ≥ ``ratio`` × the level the curve reached within
-      ``dead_settle_epochs`` and kept, confirmed by ``_collapse_confirmed`` (a fast learner looks the
-      same in the loss alone).
+      ``dead_settle_epochs`` and kept (or, still sinking toward it, with the accuracy frozen since),
+      confirmed by ``_collapse_confirmed`` (a fast learner looks the same in the loss alone).
     """
     flat = s.n - s.settle_i
-    if s.n < 1 + min_flat or s.tail <= 0 or flat < min_flat:
+    if s.n < 1 + min_flat or s.tail <= 0:
         return None
     if s.peak_i > 0:
+        if flat < min_flat:
+            return None
         if s.peak < spike * s.start or s.tail < (1 - th.plateau_min_gain) * s.start or s.settle_i <= s.peak_i:
             return None
         conf = _conf(s.peak / s.start, spike, 4 * spike)
         return conf, (f"{key} spiked to {_f(s.peak)} at epoch {s.peak_i + 1} ({_f(s.peak / s.start)}× its first "
                       f"epoch) and has sat flat at {_f(s.tail)} for {flat} epochs, no better than where it began: "
                       "the network died")
-    if s.peak < ratio * s.tail or s.settle_i > th.dead_settle_epochs:
+    if s.peak < ratio * s.tail:
         return None
+    if s.settle_i > th.dead_settle_epochs or flat < min_flat:
+        # it kept falling after the explosion: dead only if nothing was learned (accuracy frozen) since
+        frozen = _frozen_accuracy(run, 1, s.n, th)
+        if frozen is None or not frozen[0] or s.n - 1 < min_flat:
+            return None
+        after = f"then sank to {_f(s.tail)} without learning anything ({frozen[1]} since epoch 2"
+    else:
+        after = f"stayed flat at {_f(s.tail)} for {flat} epochs ("
     ok, why = _collapse_confirmed(run, s, th, ratio)
     if not ok:
         return None
     conf = _conf(s.peak / s.tail, ratio, 10 * ratio)
-    return conf, (f"{key} exploded to {_f(s.peak)} in epoch 1 ({_f(s.peak / s.tail)}× the level it then sat at) "
-                  f"and stayed flat at {_f(s.tail)} for {flat} epochs ({why}): the network died").replace(" ()", "")
+    detail = f"{after}{'; ' if after[-1] != '(' and why else ''}{why})".replace(" ()", "")
+    return conf, (f"{key} exploded to {_f(s.peak)} in epoch 1 ({_f(s.peak / s.tail)}× the level it then reached) "
+                  f"and {detail}: the network died")
 
 
 def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
@@ -243,9 +263,28 @@ def _overfit(run: _Run, th: Thresholds) -> tuple[float, str, dict[str, float]] |
     return conf, reason, {"val_rise": rise, "train_fall": fall, "val_min_epoch": m + 1}
 
 
-def _plateau(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str, str] | None:
-    if s.n < 3 or s.recent_gain >= th.plateau_learning:
-        return None  # learning now (e.g. a slow start that has just taken off): not a plateau
+def _learning_now(run: _Run, s: CurveStats, th: Thresholds) -> bool:
+    """Still learning at the end: the loss fell ≥ plateau_learning over the recent third, or it keeps
+    its fastest pace while the accuracy rose ≥ acc_learning (a slow start that is taking off)."""
+    if s.recent_gain >= th.plateau_learning:
+        return True
+    return _pace(s) >= th.unconverged_pace and _acc_gain(run) >= th.acc_learning
+
+
+def _pace(s: CurveStats) -> float:
+    """Late fall rate as a share of the fastest one (1: not slowing down; ≤ 0: flat or rising)."""
+    return s.late_rate / s.fast_rate if s.fast_rate > 0 else 0.0
+
+
+def _acc_gain(run: _Run) -> float:
+    """Rise of the accuracy (val, else train) over the recent third; 0 when none is logged."""
+    a = run.stats.get("val_acc") or run.stats.get("train_acc")
+    return a.tail - a.earlier if a is not None else 0.0
+
+
+def _plateau(run: _Run, key: str, s: CurveStats, th: Thresholds) -> tuple[float, str, str] | None:
+    if s.n < 3 or _learning_now(run, s, th):
+        return None  # e.g. a slow start that has just taken off: not a plateau
     if s.gain < th.plateau_min_gain:
         conf = _conf(th.plateau_min_gain - s.gain, 0.0, th.plateau_min_gain)
         reason = (f"{key} never improved: after {s.n} epochs it sits at {_f(s.tail)}, "
@@ -318,20 +357,23 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     of = _overfit(run, th)
     if of:
         return _verdict(run, th, OVERFIT, of[0], of[1], "overfit", **of[2])
-    pl = _plateau(key, p, th)
+    pl = _plateau(run, key, p, th)
     if pl:
         return _verdict(run, th, PLATEAU, pl[0], pl[1], pl[2], gain=p.gain, recent_gain=p.recent_gain)
     obj_key = "val_loss" if run.stats.get("val_loss") is not None and run.stats["val_loss"].n >= 4 else key
     o = run.stats.get(obj_key)
-    share = (o.earlier - o.tail) / (o.start - o.tail) if o is not None and o.start > o.tail else 0.0
-    if (not run.pruned and o is not None and o.n >= 4 and o.recent_gain >= th.unconverged_recent_gain
-            and share >= th.unconverged_share):
-        r = _recent_epochs(o.n, th)
-        conf = _conf(o.recent_gain, th.unconverged_recent_gain, 3 * th.unconverged_recent_gain)
-        return _verdict(run, th, UNCONVERGED, conf,
-                        f"{obj_key} was still falling when the budget ended: {_pct(o.recent_gain)} over the last "
-                        f"{r} of {o.n} epochs ({_f(o.earlier)} → {_f(o.tail)}); train longer", "unconverged",
-                        recent_gain=o.recent_gain)
+    if not run.pruned and o is not None and o.n >= 4:
+        pace, acc_gain = _pace(o), _acc_gain(run)
+        if pace >= th.unconverged_pace and (o.late_rel >= th.unconverged_recent_gain or acc_gain >= th.acc_learning):
+            conf = min(_conf(pace, th.unconverged_pace, 1.0),
+                       max(_conf(o.late_rel, th.unconverged_recent_gain, 3 * th.unconverged_recent_gain),
+                           _conf(acc_gain, th.acc_learning, 3 * th.acc_learning)))
+            acc = f" while the accuracy rose {_f(acc_gain)}" if acc_gain >= th.acc_learning else ""
+            return _verdict(run, th, UNCONVERGED, conf,
+                            f"{obj_key} was still falling when the budget ended, at {_pct(pace)} of its fastest pace"
+                            f"{acc}: {_recent_epochs(o.n, th)} more epochs at that pace would lower it "
+                            f"{_pct(o.late_rel)} more ({_f(o.tail)} now); train longer", "unconverged",
+                            late_rel=o.late_rel, pace=pace, acc_gain=acc_gain)
     margin = min(1.0, max(0.0, p.gain - th.plateau_max_gain) / th.plateau_max_gain)
     return _verdict(run, th, HEALTHY, 0.6 + 0.35 * margin, _healthy_reason(run, key, p), "healthy", gain=p.gain)
 

@@ -33,6 +33,7 @@ class Thresholds:
     explode_ratio: float = MISSING
     dead_settle_epochs: int = MISSING
     dead_acc_tol: float = MISSING
+    dead_acc_max: float = MISSING
     dead_flat_tol: float = MISSING
     dead_flat_share: float = MISSING
     dead_min_flat: int = MISSING
@@ -50,7 +51,8 @@ class Thresholds:
     plateau_early: float = MISSING
     plateau_learning: float = MISSING
     unconverged_recent_gain: float = MISSING
-    unconverged_share: float = MISSING
+    unconverged_pace: float = MISSING
+    acc_learning: float = MISSING
     vanishing_grad_ratio: float = MISSING
     clip_held_fraction: float = MISSING
     clip_growth: float = MISSING

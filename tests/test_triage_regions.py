@@ -1,0 +1,64 @@
+"""Failure-region rules from a shallow decision tree over trial params."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from triage.regions import choose_params, failure_rules
+
+
+def _trials(n: int = 40, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    params, labels = [], []
+    for i in range(n):
+        lr = 10 ** rng.uniform(-4, 1)
+        clip = None if i % 2 else 10 ** rng.uniform(-1, 1)
+        l2 = rng.uniform(0, 1)
+        opt = "adam" if i % 3 == 0 else "sgd"
+        params.append({"optimizer.lr": repr(lr), "train.clip_theta": str(clip), "train.l2": repr(l2),
+                       "optimizer.name": opt, "train.epochs": "10"})
+        if lr > 0.5 and clip is None:
+            labels.append("diverging")
+        elif l2 > 0.7:
+            labels.append("plateau")
+        else:
+            labels.append("healthy")
+    return params, labels
+
+
+def test_planted_thresholds_and_the_off_switch_are_recovered() -> None:
+    params, labels = _trials()
+    rules = failure_rules(params, labels, ["diverging", "plateau"])
+    div = next(r for r in rules if r.label == "diverging")
+    text = str(div)
+    lr = next(c for c in div.conditions if c.param == "optimizer.lr")
+    assert lr.op == ">" and 0.25 <= float(lr.value) <= 1.0, text
+    assert "train.clip_theta is off" in text and div.hits == div.support == div.label_total
+    assert "cap optimizer.lr below" in div.suggestion and "keep train.clip_theta on" in div.suggestion
+    pl = next(r for r in rules if r.label == "plateau")
+    l2 = next(c for c in pl.conditions if c.param == "train.l2")
+    assert l2.op == ">" and 0.5 <= float(l2.value) <= 0.9
+    assert str(pl).endswith(f"→ plateau ({pl.hits} of {pl.support} trials)")
+
+
+def test_categorical_params_become_flags() -> None:
+    params, _ = _trials()
+    labels = ["overfit" if p["optimizer.name"] == "adam" else "healthy" for p in params]
+    rules = failure_rules(params, labels, ["overfit"])
+    assert [str(c) for c in rules[0].conditions] == ["optimizer.name = adam"]
+    assert "drop optimizer.name=adam" in rules[0].suggestion
+
+
+def test_space_tag_chooses_the_features_and_constant_params_are_ignored() -> None:
+    params, labels = _trials()
+    assert choose_params(params, "optimizer.lr, train.l2") == ["optimizer.lr", "train.l2"]
+    assert "train.epochs" not in choose_params(params, None)
+    rules = failure_rules(params, labels, ["diverging"], space="train.l2")
+    assert all(c.param == "train.l2" for r in rules for c in r.conditions)
+
+
+def test_too_few_trials_or_no_failures_give_no_rules() -> None:
+    params, labels = _trials(3)
+    assert failure_rules(params, labels, ["diverging"]) == []
+    params, _ = _trials()
+    assert failure_rules(params, ["healthy"] * len(params), ["diverging"]) == []
