@@ -295,5 +295,6 @@ def report(sw: Sweep, run_dir: Path) -> None:
         import triage
 
         triage.summarize(study.study_name, tracking_uri=job["tracking"]["uri"], out_dir=run_dir,
-                         parent_run_id=sw.parent_run_id, study=study, console=console)  # fmt: skip
+                         parent_run_id=sw.parent_run_id, study=study, console=console,
+                         thresholds=triage.thresholds.thresholds_from_mapping(job["triage"]))  # fmt: skip
 

@@ -48,6 +48,9 @@ class Objective:
     on_epoch: Callable[[optuna.Trial, Mapping[str, float]], None] | None = None
     _data: tuple[DataConfig, Dataset] | None = None
 
+    def __post_init__(self) -> None:
+        self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
+
     @property
     def sweep(self) -> dict[str, Any]:
         return self.job["sweep"]
@@ -111,7 +114,7 @@ class Objective:
             value = record[metric]
             if not math.isfinite(record["train_loss"]):
                 continue  # the loop raises NonFiniteLoss next: the trial fails, it is not pruned
-            if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves)) is not None:
+            if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves, self.thresholds)) is not None:
                 raise StopTrial(epoch, "diverging", verdict.reason)
             if epoch < cfg.train.epochs:  # the last epoch's value is the objective itself
                 trial.report(value, epoch)
@@ -122,7 +125,7 @@ class Objective:
     def _close(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
                records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
         """Verdict as user attrs and tags, curve plot, run closed with the trial's state."""
-        verdict = triage.classify(curves)
+        verdict = triage.classify(curves, self.thresholds)
         for key, v in (("triage", verdict.label), ("triage.reason", verdict.reason),
                        ("triage.confidence", round(verdict.confidence, 3))):  # fmt: skip
             trial.set_user_attr(key, v)

@@ -1,0 +1,101 @@
+"""Epochs a sweep spends with and without pruning / online triage, on the same study definition.
+
+    python bench/sweep_efficiency.py [--images 1000] [--epochs 8] [--trials 20] [--seeds 0 1 2]
+                                     [--pruners none median successive_halving hyperband]
+
+For each sampler seed, the lr sweep (TPE, the `lr` search space) runs once per pruner setting on
+the same fixed CIFAR-10 subset and trial budget: `none` = no pruner and no online triage (the
+reference), the others = that pruner + triage's online stop of diverging trials. Printed per run:
+total epochs trained, wall time, best final val_acc, and the epochs spent until the study first came
+within 0.5 point of the reference's best (the speed-up is the reference's own figure over it).
+Needs CIFAR10_ROOT; stores live in a temporary SWEEPS_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+
+import optuna
+
+
+@dataclass
+class Outcome:
+    epochs: int
+    seconds: float
+    best: float
+    epochs_to_target: int | None = None
+    by_state: dict[str, int] | None = None
+
+
+def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) -> tuple[Outcome, list[tuple[int, float]]]:
+    from sweeps.driver import open_sweep
+
+    overrides = [
+        "+sweep=lr", f"sweep.study_name=eff-{pruner}-{seed}", f"sweep.sampler.seed={seed}", f"train.epochs={args.epochs}",
+        f"data.train_size={args.images}", "data.val_size=500", f"sweep.n_trials={args.trials}",
+        f"sweep.pruner.name={pruner}", f"sweep.online_triage={pruner != 'none'}",
+    ]  # fmt: skip
+    sw, _ = open_sweep(overrides)
+    epochs_done = 0
+    trace: list[tuple[int, float]] = []  # (epochs spent so far, best final val_acc so far) after each trial
+
+    def on_epoch(trial: optuna.Trial, record: dict) -> None:
+        nonlocal epochs_done
+        epochs_done += 1
+
+    def after_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        best = max([x.value for x in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))] or [0.0])
+        trace.append((epochs_done, best))
+
+    start = time.perf_counter()
+    sw.study.optimize(sw.objective(on_epoch=on_epoch), n_trials=args.trials, catch=(Exception,), callbacks=[after_trial])
+    seconds = time.perf_counter() - start
+    states: dict[str, int] = {}
+    for t in sw.study.trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    out = Outcome(epochs_done, seconds, trace[-1][1], by_state=states)
+    if target is not None:
+        out.epochs_to_target = next((e for e, b in trace if b >= target - 0.005), None)
+    return out, trace
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--pruners", nargs="+", default=["none", "median", "successive_halving", "hyperband"])
+    args = ap.parse_args()
+    os.environ.setdefault("SWEEPS_HOME", tempfile.mkdtemp(prefix="sweep-efficiency-"))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    speedups: dict[str, list[float]] = {p: [] for p in args.pruners if p != "none"}
+    gaps: dict[str, list[float]] = {p: [] for p in speedups}
+    for seed in args.seeds:
+        ref, trace = run("none", seed, args, None)
+        ref.epochs_to_target = next(e for e, b in trace if b >= ref.best - 0.005)
+        print(f"seed {seed} none              : {ref.epochs:4d} epochs {ref.seconds:6.0f}s best {ref.best:.4f} "
+              f"target reached after {ref.epochs_to_target} epochs {ref.by_state}")  # fmt: skip
+        for pruner in speedups:
+            out, _ = run(pruner, seed, args, ref.best)
+            reach = out.epochs_to_target
+            speed = ref.epochs_to_target / reach if reach else 0.0
+            speedups[pruner].append(speed)
+            gaps[pruner].append(100 * (ref.best - out.best))
+            print(f"seed {seed} {pruner:18s}: {out.epochs:4d} epochs {out.seconds:6.0f}s best {out.best:.4f} "
+                  f"target reached after {reach if reach else 'never'} epochs → {speed:.2f}x fewer "
+                  f"(total {ref.epochs / out.epochs:.2f}x) {out.by_state}")  # fmt: skip
+    for p in speedups:
+        s, g = speedups[p], gaps[p]
+        print(f"{p:18s}: epochs-to-target speed-up median {statistics.median(s):.2f}x (min {min(s):.2f}, max {max(s):.2f}); "
+              f"best val_acc below the reference by {max(g):+.2f} points at worst")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

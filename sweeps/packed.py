@@ -1,0 +1,199 @@
+"""`sweep.pack=K`: ask Optuna for K trials at a time and train them as one fused model (training.fused).
+
+Each trial of a pack gets what `sweeps.objective.Objective` gives an unfused trial: its child MLflow
+run (same params and tags, each epoch in one `log_batch`), `trial.report` + `should_prune` after
+every epoch but the last, triage's online stop, `study.tell` with its state, triage's verdict as
+user attributes, a heartbeat, and its line in the output. A pruned or stopped trial leaves the pack
+at once; a diverged one leaves it where the plain loop would have stopped it (FAIL, nonfinite).
+Trials whose sampled values cannot share a pack (a different seed, batch size or optimizer family:
+`training.fused.pack_key`) are trained as separate packs, one after another. The study ends when it
+holds `sweep.n_trials` trials, as with unfused trials.
+
+Fusion pays on a GPU only: on a CPU it is slower than running the trials one after another
+(bench/fused_trials.py), so `pack_size` refuses pack > 1 there.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+import warnings
+from collections import defaultdict
+from collections.abc import Mapping
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.trial import TrialState
+
+import triage
+from sweeps.objective import RUN_ID_ATTR, TRIAGE_KEYS, Objective, StopTrial
+from sweeps.storage import WORKER_ATTR, worker_id
+from sweeps.tracking import flatten
+from training import OutOfMemory, TrialConfig, resolve_device
+from training.config import ConfigError
+from training.fused import check_pack, pack_key, train_epochs_fused
+
+if TYPE_CHECKING:
+    from sweeps.driver import Sweep
+
+CPU_REFUSAL = "sweep.pack>1 fuses trials on a GPU; on a CPU it is slower (see bench/fused_trials.py): use sweep.pack=1"
+
+
+def pack_size(job: Mapping[str, Any], allow_cpu: bool = False) -> int:
+    """`sweep.pack`, checked: >= 1; > 1 only in one process and not on a CPU (`allow_cpu` is for tests)."""
+    k = int(job["sweep"]["pack"])
+    if k < 1:
+        raise ConfigError(f"sweep.pack={k} must be >= 1 (1 = one trial at a time)")
+    if k > 1 and int(job["sweep"]["n_workers"]) != 1:
+        raise ConfigError("sweep.pack>1 trains its packs in this process: use sweep.n_workers=1")
+    if k > 1 and not allow_cpu and resolve_device(str(job["train"]["device"])).type == "cpu":
+        raise ConfigError(CPU_REFUSAL)
+    return k
+
+
+def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
+    """Run the study in packs of `k` fused trials until it holds `sweep.n_trials` trials."""
+    pack_size({**sw.job, "sweep": {**sw.job["sweep"], "pack": k}}, allow_cpu)
+    objective = sw.objective()
+    study = sw.study
+    while True:
+        if is_heartbeat_enabled(study._storage):  # as Study.optimize does before each trial
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        remaining = sw.n_trials - len(study.get_trials(deepcopy=False))
+        if remaining <= 0:
+            return
+        trials = [PackedTrial(objective, study.ask()) for _ in range(min(k, remaining))]
+        _run_pack(objective, trials)
+
+
+class PackedTrial:
+    """One trial of a pack: the bookkeeping `Objective.__call__` does around `train_epochs`, step by step."""
+
+    def __init__(self, objective: Objective, trial: optuna.Trial) -> None:
+        self.objective, self.trial = objective, trial
+        self.heartbeat = ExitStack()  # Study.optimize keeps one per running trial; so do we, until tell
+        self.heartbeat.enter_context(get_heartbeat_thread(trial._trial_id, trial.study._storage))
+        self.values = objective.space.suggest(trial)
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        config = flatten({k: v for k, v in objective.job.items() if k not in ("hydra", "sweep")})
+        self.run_id = objective.tracker.start_trial(
+            objective.parent_run_id, objective.sweep["study_name"], trial.number, self.values, config
+        )
+        trial.set_user_attr(RUN_ID_ATTR, self.run_id)
+        self.cfg: TrialConfig | None = None
+        self.records: list[Mapping[str, float]] = []
+        self.curves: dict[str, list[float]] = defaultdict(list)
+        self.value = math.nan
+        self.done = False
+
+    def after_epoch(self, record: Mapping[str, float]) -> StopTrial | None:
+        """Log an epoch, then triage's online stop and the pruner, as `Objective._train`'s loop body."""
+        assert self.cfg is not None
+        metric = self.objective.sweep["objective"]["metric"]
+        epoch = int(record["epoch"])
+        self.records.append(record)
+        for k in TRIAGE_KEYS:
+            self.curves[k].append(record[k])
+        self.objective.tracker.log_epoch(self.run_id, record)
+        if self.objective.on_epoch is not None:
+            self.objective.on_epoch(self.trial, record)
+        self.value = record[metric]
+        if not math.isfinite(record["train_loss"]):
+            return None  # the pack drops it as non-finite next: the trial fails, it is not pruned
+        if self.objective.sweep["online_triage"] and (verdict := triage.online_verdict(self.curves)) is not None:
+            return StopTrial(epoch, "diverging", verdict.reason)
+        if epoch < self.cfg.train.epochs:  # the last epoch's value is the objective itself
+            self.trial.report(self.value, epoch)
+            if self.trial.should_prune():
+                return StopTrial(epoch, "pruner", f"{metric}={self.value:.4g} at epoch {epoch} trails the other trials")
+        return None
+
+    def fail(self, e: BaseException) -> None:
+        """FAIL with the tags `Objective.__call__` gives an exception (call inside its `except`)."""
+        if isinstance(e, KeyboardInterrupt):
+            tags = {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
+        else:
+            kind = "oom" if isinstance(e, OutOfMemory) else "exception"
+            tags = {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            self.objective.tracker.client.log_text(self.run_id, traceback.format_exc(), "traceback.txt")
+        self.close("FAIL", tags)
+
+    def close(self, state: str, tags: dict[str, Any] | None = None) -> None:
+        """Close the MLflow run (`Objective._close`), then tell Optuna, as Study.optimize would."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.objective._close(self.trial, self.run_id, state, tags or {}, self.records, self.curves)
+        finally:
+            self.heartbeat.close()
+            study = self.trial.study
+            if state == "COMPLETE":
+                with warnings.catch_warnings():  # a NaN objective is told FAIL, as optimize does, quietly
+                    warnings.simplefilter("ignore")
+                    study.tell(self.trial, self.value)
+            else:
+                study.tell(self.trial, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
+            _print_line(study, self.trial.number, self.objective.sweep["objective"]["metric"])
+
+
+def _run_pack(objective: Objective, trials: list[PackedTrial]) -> None:
+    """Configure each trial (a bad one fails alone), then train each group that can share a pack."""
+    groups: dict[tuple, list[PackedTrial]] = defaultdict(list)
+    for t in trials:
+        try:
+            t.cfg = objective.trial_config(t.values)
+            check_pack([t.cfg])
+            groups[pack_key(t.cfg)].append(t)
+        except Exception as e:
+            t.fail(e)
+    try:
+        for group in groups.values():
+            _train_group(objective, group)
+    except BaseException as e:  # interrupted (or a store failed) outside a group: nobody stays RUNNING
+        for t in trials:
+            if not t.done:
+                t.fail(e)
+        raise
+
+
+def _train_group(objective: Objective, group: list[PackedTrial]) -> None:
+    cfgs = [t.cfg for t in group]
+    try:
+        assert all(cfgs)
+        pack = train_epochs_fused(cfgs, objective.data(cfgs[0]))  # type: ignore[arg-type]
+        for records in pack:
+            for i, (t, record) in enumerate(zip(group, records)):
+                if record is None or t.done:
+                    continue
+                stop = t.after_epoch(record)
+                if stop is not None:
+                    pack.remove(i)
+                    t.close("PRUNED", {"sweep.pruned_epoch": stop.epoch, "sweep.pruned_reason": stop.reason,
+                                       "sweep.error": stop.detail})  # fmt: skip
+            for i, t in enumerate(group):
+                if pack.status[i] == "nonfinite" and not t.done:
+                    t.close("FAIL", {"sweep.failure": "nonfinite", "sweep.error": str(pack.errors[i])})
+        for i, t in enumerate(group):
+            if pack.status[i] == "completed" and not t.done:
+                t.close("COMPLETE")
+    except Exception as e:  # as Study.optimize(catch=(Exception,)): these trials fail, the sweep goes on
+        for t in group:
+            if not t.done:
+                t.fail(e)
+    except BaseException as e:  # Ctrl-C: close what runs, then stop the sweep
+        for t in group:
+            if not t.done:
+                t.fail(e)
+        raise
+
+
+def _print_line(study: optuna.Study, number: int, metric: str) -> None:
+    from sweeps.driver import console, trial_line  # the driver imports this module
+
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    console.print(trial_line(frozen, metric))
