@@ -73,6 +73,12 @@ def main() -> None:
     if args.verbose:
         for r, v in zip(runs, verdicts):
             print(f"{r['id']:4s} {r['label']:12s} → {v.label:12s} {v.confidence:.2f}  {v.reason}")
+    held = [(t, p) for r, t, p in zip(runs, truth, pred) if r.get("holdout")]
+    if held:
+        ht, hp = zip(*held)
+        hf1 = f1_score(ht, hp, labels=sorted(set(ht)), average="macro", zero_division=0)
+        print(f"held-out runs (generated after the rules were tuned): {sum(a == b for a, b in held)} of {len(held)} "
+              f"right, macro-F1 {hf1:.3f}")
     print(f"\nRESULT macro-F1 {macro:.3f} (goal ≥ 0.95) on {len(runs)} runs; {len(wrong)} misclassified; "
           f"diverging/crashed labeled healthy: {len(unsafe)} {unsafe if unsafe else ''}")
 

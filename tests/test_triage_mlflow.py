@@ -36,6 +36,14 @@ def store(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.fixture(scope="module")
+def sweep_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, dict[str, str]]:
+    """One sweep-shaped experiment shared by the read-only tests (logging it takes a few seconds)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('sweep') / 'mlflow.db'}"
+    _, parent, expected = make_sweep(uri)
+    return uri, parent, expected
+
+
 def log_run(client: MlflowClient, exp_id: str, curves: dict, params: dict | None = None, tags: dict | None = None,
             status: str = "FINISHED", parent: str | None = None, omit_nonfinite: bool = True) -> str:
     """Log one run the way the sweep does: step = epoch from 1, non-finite points omitted and tagged."""
@@ -105,8 +113,9 @@ def make_sweep(uri: str, name: str = "sweep") -> tuple[MlflowClient, str, dict[s
     return client, parent, expected
 
 
-def test_summarize_tags_every_run_and_logs_reports(store: str, tmp_path: Path) -> None:
-    client, parent, expected = make_sweep(store)
+def test_summarize_tags_every_run_and_logs_reports(sweep_store, tmp_path: Path) -> None:
+    store, parent, expected = sweep_store
+    client = MlflowClient(store)
     s = summarize("sweep", store, tmp_path / "out", console=_quiet())
     assert {rid: v.label for rid, v in s.verdicts.items()} == expected
     exp = client.get_experiment_by_name("sweep")
@@ -127,8 +136,8 @@ def test_summarize_tags_every_run_and_logs_reports(store: str, tmp_path: Path) -
     assert "diverging" in md and "optimizer.lr" in md
 
 
-def test_planted_lr_threshold_is_recovered(store: str, tmp_path: Path) -> None:
-    make_sweep(store)
+def test_planted_lr_threshold_is_recovered(sweep_store) -> None:
+    store = sweep_store[0]
     s = summarize("sweep", store, write=False, console=_quiet())
     rules = [r for r in s.rules if r.label == "diverging"]
     assert rules, s.rules
@@ -141,8 +150,8 @@ def test_planted_lr_threshold_is_recovered(store: str, tmp_path: Path) -> None:
     assert float(plateau[0].conditions[0].value) < 0.01
 
 
-def test_epochs_saved_per_reason(store: str) -> None:
-    make_sweep(store)
+def test_epochs_saved_per_reason(sweep_store) -> None:
+    store = sweep_store[0]
     s = summarize("sweep", store, write=False, console=_quiet())
     stopped = [r for r in s.runs if r.tags.get("sweep.pruned_reason") == "diverging"]
     assert s.epochs.by_reason["diverging"] == sum(12 - 4 for _ in stopped) and stopped
@@ -232,7 +241,9 @@ def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path)
     assert label in ex.stdout and "train_loss" in ex.stdout
 
 
-def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path) -> None:
+def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from triage.cli import main
+
     MlflowClient(store).create_experiment("exists")
     cases = [
         ("summarize", "--experiment", "nope", "--tracking-uri", store),
@@ -241,11 +252,13 @@ def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path) -> No
         ("summarize", "--experiment", "x", "--tracking-uri", "http://127.0.0.1:9"),
     ]
     for args in cases:
-        out = _cli(*args)
-        assert out.returncode != 0, args
-        lines = out.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("triage: "), (args, out.stderr)
+        capsys.readouterr()
+        assert main(list(args)) != 0, args
+        lines = [l for l in capsys.readouterr().err.strip().splitlines() if not l.startswith("20")]  # mlflow logs
+        assert len(lines) == 1 and lines[0].startswith("triage: "), (args, lines)
     assert not (tmp_path / "missing.db").exists()  # a missing store is reported, not created
+    out = _cli("summarize", "--experiment", "nope", "--tracking-uri", store)  # the real entry point
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("triage: no experiment named")
 
 
 def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

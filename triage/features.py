@@ -35,8 +35,8 @@ class CurveStats(NamedTuple):
     lost: float           # (tail_min - best) / (start - best): share of the progress given back
     settle_i: int         # first epoch of the final flat stretch (see _block_stats)
     premin: float         # minimum before the peak (inf when the peak is the first epoch)
-    osc_count: int        # reversals whose smaller swing is ≥ osc_amplitude × median
-    osc_frac: float       # osc_count / interior epochs
+    osc_ups: int          # epochs that rose by ≥ osc_amplitude (relative to the epoch before)
+    osc_var: float        # relative up-and-down movement beyond the net change, per epoch (Σ|Δlog| − |ΣΔlog|)/(n−1)
     median: float
     sbest: float          # minimum of the 3-epoch running median (robust minimum)
     sbest_i: int
@@ -92,16 +92,16 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
     cummin = np.minimum.accumulate(x, axis=1)
     premin = np.where(peak_i > 0, cummin[rows, np.maximum(peak_i - 1, 0)], np.inf)
     median = np.median(x, axis=1)
-    if n >= 3:
-        d = np.diff(x, axis=1)
-        reversal = np.sign(d[:, :-1]) * np.sign(d[:, 1:]) < 0
-        swing = np.minimum(np.abs(d[:, :-1]), np.abs(d[:, 1:]))
-        big = reversal & (swing >= th.osc_amplitude * np.abs(median)[:, None])
-        osc_count = big.sum(axis=1)
-        osc_frac = osc_count / (n - 2)
+    if n >= 2:
+        # relative moves (log-returns), so noise counts the same at every level of a falling curve
+        positive = (x > 0).all(axis=1)
+        d = np.diff(np.log(np.where(positive[:, None], x, 1.0)), axis=1)
+        osc_ups = np.where(positive, (d >= np.log1p(th.osc_amplitude)).sum(axis=1), 0)
+        excess = np.abs(d).sum(axis=1) - np.abs(d.sum(axis=1))
+        osc_var = np.where(positive, excess / (n - 1), 0.0)
     else:
-        osc_count = np.zeros(m, dtype=int)
-        osc_frac = np.zeros(m)
+        osc_ups = np.zeros(m, dtype=int)
+        osc_var = np.zeros(m)
     if n >= 5:
         smooth = np.median(np.stack([x[:, :-2], x[:, 1:-1], x[:, 2:]]), axis=0)
         sbest_i = np.argmin(smooth, axis=1) + 1
@@ -122,7 +122,7 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
     cols = (
         np.full(m, n), start, last, best, best_i, peak, peak_i, tail, tail_min,
         tail_block.max(axis=1), earlier, 1.0 - _ratio(tail, earlier), 1.0 - _ratio(tail, start), lost,
-        settle_i, premin, osc_count, osc_frac, median, sbest, sbest_i, t90, late_rate, fast_rate, late_rel,
+        settle_i, premin, osc_ups, osc_var, median, sbest, sbest_i, t90, late_rate, fast_rate, late_rel,
     )
     return [CurveStats._make(r) for r in zip(*(c.tolist() for c in cols))]
 

@@ -65,8 +65,13 @@ class RunRecord:
         failure = self.tags.get("sweep.failure")
         if failure is None and self.status == "FAILED":
             failure = "failed"  # other code: a FAILED run without a curve is crashed
-        pruned = self.tags.get("sweep.state") == "PRUNED" or self.status == "RUNNING"
-        return {"failure": failure, "error": self.tags.get("sweep.error"), "pruned": pruned}
+        if self.tags.get("sweep.state") == "PRUNED":
+            reason = self.tags.get("sweep.pruned_reason", "pruner")
+            note = "stopped early by the pruner" if reason == "pruner" else ""
+        else:
+            note = {"RUNNING": "still running", "KILLED": "killed before the end"}.get(self.status, "")
+        pruned = self.tags.get("sweep.state") == "PRUNED" or self.status in ("RUNNING", "KILLED")
+        return {"failure": failure, "error": self.tags.get("sweep.error"), "pruned": pruned, "note": note}
 
 
 def check_tracking_uri(uri: str) -> None:

@@ -63,7 +63,8 @@ class _Run:
     nonfinite: tuple[str, int, float] | None = None   # (name, 0-based epoch, value)
     failure: str | None = None
     error: str | None = None
-    pruned: bool = False
+    pruned: bool = False        # stopped before its planned epochs (pruned, or still running): never unconverged
+    note: str = ""              # said after the reason, e.g. "stopped early by the pruner"
     stats: dict[str, CurveStats | None] = field(default_factory=dict)
 
 
@@ -82,7 +83,9 @@ def _prepare(curves: Mapping[str, Sequence[float]], meta: Mapping[str, Any] | No
     if nonfinite is not None:  # judge the shape only up to the first non-finite epoch of any curve
         arrays = {k: v[: nonfinite[1]] for k, v in arrays.items()}
     meta = meta or {}
-    return _Run(arrays, nonfinite, meta.get("failure"), meta.get("error"), bool(meta.get("pruned")))
+    pruned = bool(meta.get("pruned"))
+    note = meta.get("note") or ("stopped early by the pruner" if pruned else "")
+    return _Run(arrays, nonfinite, meta.get("failure"), meta.get("error"), pruned, note)
 
 
 def _primary(run: _Run) -> tuple[str, CurveStats | None]:
@@ -117,8 +120,8 @@ def _verdict(run: _Run, th: Thresholds, label: str, conf: float, reason: str, ru
     notes = _grad_notes(run, th, label)
     if notes:
         reason = f"{reason}; {'; '.join(notes)}"
-    if run.pruned and label not in (DIVERGING, CRASHED):
-        reason += " (stopped early by the pruner)"
+    if run.note and label not in (DIVERGING, CRASHED):
+        reason += f" ({run.note})"
     _, p = _primary(run)
     if p is not None and p.n < th.short_epochs and rule not in ("nonfinite", "crashed", "failed"):
         conf *= th.short_penalty
@@ -233,11 +236,13 @@ def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[floa
 # --- the other shapes -------------------------------------------------------------------------
 
 def _oscillating(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str] | None:
-    if s.n < 5 or s.osc_count < th.osc_min_count or s.osc_frac < th.osc_min_fraction:
+    """The loss keeps going up and down: large movement beyond its net change, with repeated big rises."""
+    if s.n < 5 or s.osc_ups < th.osc_min_ups or s.osc_var < th.osc_variation:
         return None
-    conf = _conf(s.osc_frac, th.osc_min_fraction, 0.6)
-    reason = (f"{key} reversed direction by ≥ {_pct(th.osc_amplitude)} of its median {s.osc_count} times in "
-              f"{s.n} epochs, swinging between {_f(s.best)} and {_f(s.peak)}")
+    conf = _conf(s.osc_var, th.osc_variation, 3 * th.osc_variation)
+    reason = (f"{key} went up and down by {_pct(s.osc_var)} per epoch on average beyond its net change "
+              f"({_f(s.start)} → {_f(s.last)}), jumping up ≥ {_pct(th.osc_amplitude)} {s.osc_ups} times in {s.n} "
+              f"epochs (between {_f(s.best)} and {_f(s.peak)})")
     return conf, reason
 
 
@@ -353,7 +358,7 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "grad_dead")
     hit = _oscillating(key, p, th)
     if hit:
-        return _verdict(run, th, OSCILLATING, hit[0], hit[1], "oscillating", reversals=p.osc_count)
+        return _verdict(run, th, OSCILLATING, hit[0], hit[1], "oscillating", variation=p.osc_var, rises=p.osc_ups)
     of = _overfit(run, th)
     if of:
         return _verdict(run, th, OVERFIT, of[0], of[1], "overfit", **of[2])
@@ -396,7 +401,9 @@ def classify_many(
         runs: for each run, canonical curve name → per-epoch values (NaN/inf allowed, may be empty).
         thresholds: defaults to ``conf/triage/default.yaml``.
         metas: optional per-run facts the curves cannot show: ``failure`` (``oom``, ``exception``,
-            ``interrupted``, ``nonfinite``), ``error`` (message), ``pruned`` (stopped by the pruner).
+            ``interrupted``, ``nonfinite``), ``error`` (message), ``pruned`` (stopped before its planned
+            epochs: never ``unconverged``), ``note`` (said after the reason; default for pruned runs:
+            "stopped early by the pruner").
     """
     th = thresholds or load_thresholds()
     prepared = [_prepare(c, metas[i] if metas else None) for i, c in enumerate(runs)]

@@ -39,9 +39,9 @@ class Thresholds:
     dead_min_flat: int = MISSING
     dead_short_ratio: float = MISSING
     grad_explode_ratio: float = MISSING
+    osc_variation: float = MISSING
     osc_amplitude: float = MISSING
-    osc_min_count: int = MISSING
-    osc_min_fraction: float = MISSING
+    osc_min_ups: int = MISSING
     overfit_val_rise: float = MISSING
     overfit_min_epochs_after: int = MISSING
     overfit_train_fall: float = MISSING
