@@ -53,7 +53,9 @@ def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) 
         trace.append((epochs_done, best))
 
     start = time.perf_counter()
-    sw.study.optimize(sw.objective(on_epoch=on_epoch), n_trials=args.trials, catch=(Exception,), callbacks=[after_trial])
+    objective = sw.objective(on_epoch=on_epoch)
+    sw.study.optimize(objective, n_trials=args.trials, catch=(Exception,), callbacks=[after_trial])
+    objective.close()
     seconds = time.perf_counter() - start
     states: dict[str, int] = {}
     for t in sw.study.trials:

@@ -50,6 +50,7 @@ def main() -> None:
             sw.study.enqueue_trial({"optimizer.lr": lr})
         start = time.perf_counter()
         sw.study.optimize(objective, n_trials=len(lrs))
+        objective.close()  # every run published
         swept = time.perf_counter() - start
         states = {t.state.name for t in sw.study.trials}
         label = " (warm-up, not counted)" if r == 0 else ""

@@ -175,10 +175,14 @@ def run_in_process(sw: Sweep) -> None:
 
         remaining = sw.n_trials - len(sw.study.get_trials(deepcopy=False))
         if remaining > 0:
-            sw.study.optimize(
-                sw.objective(on_epoch=on_epoch), n_trials=remaining, catch=(Exception,),
-                callbacks=[MaxTrialsCallback(sw.n_trials, states=None), on_trial],
-            )  # fmt: skip
+            objective = sw.objective(on_epoch=on_epoch)
+            try:
+                sw.study.optimize(
+                    objective, n_trials=remaining, catch=(Exception,),
+                    callbacks=[MaxTrialsCallback(sw.n_trials, states=None), on_trial],
+                )  # fmt: skip
+            finally:
+                objective.close()
 
 
 def run_workers(sw: Sweep, overrides: list[str]) -> None:
@@ -235,7 +239,11 @@ def _gpu_count() -> int:
 def worker() -> int:
     """One trial of the study named by the overrides in $SWEEPS_WORKER_OVERRIDES (started by run_workers)."""
     sw, _ = open_sweep(json.loads(os.environ[WORKER_ENV]), check_data=False)
-    sw.study.optimize(sw.objective(), n_trials=1, catch=(Exception,))
+    objective = sw.objective()
+    try:
+        sw.study.optimize(objective, n_trials=1, catch=(Exception,))
+    finally:
+        objective.close()
     return 0
 
 

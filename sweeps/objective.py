@@ -11,6 +11,7 @@ import math
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import optuna
 from omegaconf import OmegaConf
 
 import triage
-from sweeps.plots import close, curve_figure
+from sweeps.plots import curve_figure
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import Tracker, flatten
@@ -50,6 +51,7 @@ class Objective:
 
     def __post_init__(self) -> None:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-publish")
 
     @property
     def sweep(self) -> dict[str, Any]:
@@ -129,11 +131,20 @@ class Objective:
         for key, v in (("triage", verdict.label), ("triage.reason", verdict.reason),
                        ("triage.confidence", round(verdict.confidence, 3))):  # fmt: skip
             trial.set_user_attr(key, v)
+        title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()})"
+        tags = {**tags, "sweep.seconds": f"{_elapsed(records):.1f}"}
+        self._publisher.submit(self._publish, run_id, state, tags, list(records), title)
+
+    def _publish(self, run_id: str, state: str, tags: dict[str, Any], records: list[Mapping[str, float]], title: str) -> None:
+        """Plot and close the run in the background: the next trial starts while this one is drawn."""
         if records:
-            fig = curve_figure(records, f"{self.sweep['study_name']} trial {trial.number} ({state.lower()})")
+            fig = curve_figure(records, title)
             self.tracker.client.log_figure(run_id, fig, "curves.png")
-            close(fig)
-        self.tracker.finish(run_id, state, {**tags, "sweep.seconds": f"{_elapsed(records):.1f}"})
+        self.tracker.finish(run_id, state, tags)
+
+    def close(self) -> None:
+        """Wait for every trial's run to be published and closed."""
+        self._publisher.shutdown(wait=True)
 
 
 def _elapsed(records: list[Mapping[str, float]]) -> float:

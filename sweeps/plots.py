@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure  # no pyplot: no global state, safe to draw off the main thread
 
 PANELS = (
     ("loss", ("train_loss", "val_loss"), "linear"),
@@ -20,7 +16,8 @@ PANELS = (
 
 def curve_figure(records: Sequence[Mapping[str, float]], title: str) -> Figure:
     """Loss, accuracy, gradient norm and lr against epoch; non-finite points are simply absent."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4), constrained_layout=True)
+    fig = Figure(figsize=(16, 3.4), layout="constrained")
+    axes = fig.subplots(1, 4)
     epochs = [r["epoch"] for r in records]
     for ax, (name, keys, scale) in zip(axes, PANELS):
         for key in keys:
@@ -31,6 +28,3 @@ def curve_figure(records: Sequence[Mapping[str, float]], title: str) -> Figure:
     fig.suptitle(title)
     return fig
 
-
-def close(fig: Figure) -> None:
-    plt.close(fig)
