@@ -37,7 +37,6 @@ class CurveStats(NamedTuple):
     premin: float         # minimum before the peak (inf when the peak is the first epoch)
     osc_ups: int          # epochs that rose by ≥ osc_amplitude (relative to the epoch before)
     osc_var: float        # relative up-and-down movement beyond the net change, per epoch (Σ|Δlog| − |ΣΔlog|)/(n−1)
-    median: float
     sbest: float          # minimum of the 3-epoch running median (robust minimum)
     sbest_i: int
     t90: float            # share of the run before it first made 90% of its drop from start to tail
@@ -91,7 +90,6 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
     settle_i = np.where(flat_from.any(axis=1), np.argmax(flat_from, axis=1), n)
     cummin = np.minimum.accumulate(x, axis=1)
     premin = np.where(peak_i > 0, cummin[rows, np.maximum(peak_i - 1, 0)], np.inf)
-    median = np.median(x, axis=1)
     if n >= 2:
         # relative moves (log-returns), so noise counts the same at every level of a falling curve
         positive = (x > 0).all(axis=1)
@@ -103,7 +101,8 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
         osc_ups = np.zeros(m, dtype=int)
         osc_var = np.zeros(m)
     if n >= 5:
-        smooth = np.median(np.stack([x[:, :-2], x[:, 1:-1], x[:, 2:]]), axis=0)
+        a, b, c = x[:, :-2], x[:, 1:-1], x[:, 2:]
+        smooth = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))  # running median of 3
         sbest_i = np.argmin(smooth, axis=1) + 1
         sbest = smooth[rows, sbest_i - 1]
     else:
@@ -122,7 +121,7 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
     cols = (
         np.full(m, n), start, last, best, best_i, peak, peak_i, tail, tail_min,
         tail_block.max(axis=1), earlier, 1.0 - _ratio(tail, earlier), 1.0 - _ratio(tail, start), lost,
-        settle_i, premin, osc_ups, osc_var, median, sbest, sbest_i, t90, late_rate, fast_rate, late_rel,
+        settle_i, premin, osc_ups, osc_var, sbest, sbest_i, t90, late_rate, fast_rate, late_rel,
     )
     return [CurveStats._make(r) for r in zip(*(c.tolist() for c in cols))]
 

@@ -69,23 +69,31 @@ class _Run:
 
 
 def _prepare(curves: Mapping[str, Sequence[float]], meta: Mapping[str, Any] | None) -> _Run:
-    arrays: dict[str, np.ndarray] = {}
-    nonfinite: tuple[str, int, float] | None = None
-    for key, values in curves.items():
-        if values is None:
-            continue
-        a = np.asarray(values, dtype=float).ravel()
-        if key in NONFINITE_KEYS and not np.isfinite(a).all():
-            i = int(np.argmin(np.isfinite(a)))
-            if nonfinite is None or i < nonfinite[1]:
-                nonfinite = (key, i, float(a[i]))
-        arrays[key] = a
-    if nonfinite is not None:  # judge the shape only up to the first non-finite epoch of any curve
-        arrays = {k: v[: nonfinite[1]] for k, v in arrays.items()}
+    arrays = {key: np.asarray(values, dtype=float).ravel() for key, values in curves.items() if values is not None}
     meta = meta or {}
     pruned = bool(meta.get("pruned"))
     note = meta.get("note") or ("stopped early by the pruner" if pruned else "")
-    return _Run(arrays, nonfinite, meta.get("failure"), meta.get("error"), pruned, note)
+    return _Run(arrays, None, meta.get("failure"), meta.get("error"), pruned, note)
+
+
+def _cut_nonfinite(runs: list[_Run]) -> None:
+    """Find each run's first non-finite loss / grad norm (checked in blocks of equal length) and cut all
+    its curves there: the shape is judged only up to that epoch."""
+    for key in NONFINITE_KEYS:
+        groups: dict[int, list[int]] = {}
+        for i, r in enumerate(runs):
+            c = r.curves.get(key)
+            if c is not None and len(c):
+                groups.setdefault(len(c), []).append(i)
+        for idx in groups.values():
+            finite = np.isfinite(np.stack([runs[i].curves[key] for i in idx]))
+            for j in np.flatnonzero(~finite.all(axis=1)):
+                r, e = runs[idx[j]], int(np.argmin(finite[j]))
+                if r.nonfinite is None or e < r.nonfinite[1]:
+                    r.nonfinite = (key, e, float(r.curves[key][e]))
+    for r in runs:
+        if r.nonfinite is not None:
+            r.curves = {k: v[: r.nonfinite[1]] for k, v in r.curves.items()}
 
 
 def _primary(run: _Run) -> tuple[str, CurveStats | None]:
@@ -165,8 +173,10 @@ def _frozen_accuracy(run: _Run, lo: int, hi: int, th: Thresholds) -> tuple[bool,
     """Whether the accuracy (val, else train) stayed constant over epochs [lo, hi) at a level a constant
     prediction can reach (≤ dead_acc_max); None when no accuracy is logged."""
     for name in ("val_acc", "train_acc"):
-        acc = run.curves.get(name)
+        acc, st = run.curves.get(name), run.stats.get(name)
         if acc is not None and len(acc) >= hi:
+            if st is not None and st.n == hi and hi - lo >= 1 and st.tail_max - st.tail_min > th.dead_acc_tol:
+                return False, ""  # it already moves within its tail window (cheap rejection)
             window = acc[lo:hi]
             ok = len(window) > 0 and float(np.ptp(window)) <= th.dead_acc_tol and float(window.max()) <= th.dead_acc_max
             return ok, f"{name} frozen at {_f(acc[hi - 1])}"
@@ -323,8 +333,8 @@ def _healthy_reason(run: _Run, key: str, p: CurveStats) -> str:
 
 
 def _decide(run: _Run, th: Thresholds) -> Verdict:
-    n_epochs = max((len(run.curves.get(k, ())) for k in LOSS_KEYS), default=0)
     if run.failure in FAILED_WITH_ERROR:
+        n_epochs = max((len(run.curves.get(k, ())) for k in LOSS_KEYS), default=0)
         msg = f": {run.error}" if run.error else ""
         return _verdict(run, th, CRASHED, 0.99,
                         f"the run failed with {run.failure} after {n_epochs} recorded epochs{msg}", "failed",
@@ -383,9 +393,18 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     return _verdict(run, th, HEALTHY, 0.6 + 0.35 * margin, _healthy_reason(run, key, p), "healthy", gain=p.gain)
 
 
+def _needed(r: _Run, key: str) -> np.ndarray | None:
+    """The curve of ``key`` if a rule reads it: train_acc only without val_acc, clip_fraction only with grad_norm."""
+    if key == "train_acc" and len(r.curves.get("val_acc", ())):
+        return None
+    if key == "clip_fraction" and not len(r.curves.get("grad_norm", ())):
+        return None
+    return r.curves.get(key)
+
+
 def _stats_for(runs: list[_Run], th: Thresholds) -> None:
     for key in STAT_KEYS:
-        stats = curve_stats([r.curves.get(key) for r in runs], th)
+        stats = curve_stats([_needed(r, key) for r in runs], th)
         for r, s in zip(runs, stats):
             r.stats[key] = s
 
@@ -407,6 +426,7 @@ def classify_many(
     """
     th = thresholds or load_thresholds()
     prepared = [_prepare(c, metas[i] if metas else None) for i, c in enumerate(runs)]
+    _cut_nonfinite(prepared)
     _stats_for(prepared, th)
     return [_decide(r, th) for r in prepared]
 
@@ -439,6 +459,7 @@ def online_verdict(curves: Mapping[str, Sequence[float]], thresholds: Thresholds
     """
     th = thresholds or load_thresholds()
     run = _prepare(curves, None)
+    _cut_nonfinite([run])
     if run.nonfinite is not None:
         return _decide(run, th)
     _stats_for([run], th)
