@@ -31,17 +31,18 @@ def _quiet():
     return Console(quiet=True)
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module (creating an MLflow database runs its migrations: seconds);
+    every test uses its own experiment."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")
-def sweep_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, dict[str, str]]:
-    """One sweep-shaped experiment shared by the read-only tests (logging it takes a few seconds)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('sweep') / 'mlflow.db'}"
-    _, parent, expected = make_sweep(uri)
-    return uri, parent, expected
+def sweep_store(store: str) -> tuple[str, str, dict[str, str]]:
+    """One sweep-shaped experiment shared by the tests that read it."""
+    _, parent, expected = make_sweep(store)
+    return store, parent, expected
 
 
 def log_run(client: MlflowClient, exp_id: str, curves: dict, params: dict | None = None, tags: dict | None = None,
@@ -228,7 +229,8 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})})
 
 
-def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path) -> None:
+def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
     rid = _plain_logistic_regression_loop(store, "plain-cli", lr=0.05)
     out = _cli("summarize", "--experiment", "plain-cli", "--tracking-uri", store, "--out", str(tmp_path / "r"),
                "--train-loss", "loss", "--val-loss", "val_loss", "--train-acc", "accuracy", "--val-acc", "val_accuracy")
@@ -236,15 +238,17 @@ def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path)
     assert (tmp_path / "r" / "triage_summary.html").exists()
     label = MlflowClient(store).get_run(rid).data.tags["triage"]
     assert label in out.stdout
-    ex = _cli("explain", rid, "--tracking-uri", store, "--train-loss", "loss", "--val-loss", "val_loss")
-    assert ex.returncode == 0, ex.stderr
-    assert label in ex.stdout and "train_loss" in ex.stdout
+    from triage.cli import main
+
+    capsys.readouterr()
+    assert main(["explain", rid, "--tracking-uri", store, "--train-loss", "loss", "--val-loss", "val_loss"]) == 0
+    shown = capsys.readouterr().out
+    assert label in shown and "train_loss" in shown and "confidence" in shown
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from triage.cli import main
 
-    MlflowClient(store).create_experiment("exists")
     cases = [
         ("summarize", "--experiment", "nope", "--tracking-uri", store),
         ("summarize", "--experiment", "x", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"),
@@ -272,6 +276,5 @@ def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_unknown_experiment_raises(store: str) -> None:
-    MlflowClient(store).create_experiment("e")
     with pytest.raises(TriageError, match="no experiment named 'zzz'"):
         summarize("zzz", store, write=False, console=_quiet())

@@ -63,7 +63,16 @@ class Rule:
     suggestion: str
 
     def __str__(self) -> str:
-        cond = " and ".join(str(c) for c in self.conditions) or "any params"
+        parts, done = [], set()
+        for c in self.conditions:
+            other = next((d for d in self.conditions if d.param == c.param and {c.op, d.op} == {">", "<="}), None)
+            if other is None:
+                parts.append(str(c))
+            elif c.param not in done:  # a band reads "a < X ≤ b"
+                lo, hi = (c, other) if c.op == ">" else (other, c)
+                parts.append(f"{_fmt(float(lo.value))} < {c.param} ≤ {_fmt(float(hi.value))}")
+                done.add(c.param)
+        cond = " and ".join(parts) or "any params"
         return f"{cond} → {self.label} ({self.hits} of {self.support} trials)"
 
 
@@ -167,9 +176,14 @@ def _merge(conds: list[Condition]) -> list[Condition]:
 def suggest(label: str, conds: Sequence[Condition]) -> str:
     """A concrete change to the search space that avoids the region, plus the label's general advice."""
     parts = []
+    ops = {(c.param, c.op) for c in conds}
     for c in conds:
         v = _fmt(float(c.value)) if isinstance(c.value, float) else c.value
-        if isinstance(c.value, float) and math.isinf(c.value):
+        if c.op in (">", "<=") and {(c.param, ">"), (c.param, "<=")} <= ops:  # a band: a < X ≤ b
+            if c.op == ">":
+                hi = next(d for d in conds if d.param == c.param and d.op == "<=")
+                parts.append(f"avoid {c.param} between {v} and {_fmt(float(hi.value))}")
+        elif isinstance(c.value, float) and math.isinf(c.value):
             parts.append(f"keep {c.param} on" if c.off else f"try {c.param} off")
         elif c.op == ">":
             parts.append(f"cap {c.param} below {v}" + (" and keep it on" if c.off else ""))
@@ -215,7 +229,7 @@ def failure_rules(
         for leaf in np.unique(leaves):
             members = leaves == leaf
             hits, support = int(y[members].sum()), int(members.sum())
-            if hits < 2 and not (hits == total == 1) or hits * 2 <= support:
+            if hits < 2 or hits * 2 <= support:  # one trial is an anecdote, not a region
                 continue
             conds = _prune(_path_conditions(tree, feats, has_nan, int(leaf)), params, y)
             key = (label, tuple(str(c) for c in conds))

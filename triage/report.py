@@ -59,7 +59,7 @@ def plot_curves(summary: "Summary") -> bytes:
         runs = groups[label]
         if len(runs) > MAX_CURVES_PER_PANEL:
             runs = [runs[i] for i in sorted(rng.choice(len(runs), MAX_CURVES_PER_PANEL, replace=False))]
-        segments, names = [], set()
+        segments, names, ends = [], set(), []
         for r in runs:
             p = _primary(r.curves)
             if p is None:
@@ -70,6 +70,8 @@ def plot_curves(summary: "Summary") -> bytes:
             ok = np.isfinite(y) & (y > 0)
             if ok.sum() >= 1:
                 segments.append(np.column_stack([x[ok], y[ok]]))
+                if not np.isfinite(y).all():  # became NaN/inf: mark where the curve stops
+                    ends.append((x[ok][-1], y[ok][-1]))
         if segments:
             ax.add_collection(LineCollection(segments, colors=COLORS.get(label, "k"), alpha=0.5, linewidths=1))
             ys = np.concatenate([s[:, 1] for s in segments])
@@ -77,6 +79,9 @@ def plot_curves(summary: "Summary") -> bytes:
             ax.set_xlim(0.5, xs.max() + 0.5)
             ax.set_ylim(ys.min() / 1.3, ys.max() * 1.3)
             ax.set_yscale("log")
+            if ends:
+                ax.scatter(*zip(*ends), marker="x", c="k", s=30, zorder=3, label="then NaN/inf")
+                ax.legend(fontsize=7, loc="upper right")
         ax.set_title(f"{label} ({len(groups[label])})", color=COLORS.get(label, "k"))
         ax.set_xlabel("epoch")
         ax.set_ylabel(" / ".join(sorted(names)) or "loss")
@@ -110,6 +115,7 @@ def plot_regions(summary: "Summary") -> bytes | None:
     runs = [r for r in summary.runs if r.run_id in summary.verdicts]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     axes_values = []
+    names = list(params)
     for i, p in enumerate(params):
         raw = [r.params.get(p) for r in runs]
         nums = [_as_float(v) for v in raw]
@@ -119,6 +125,7 @@ def plot_regions(summary: "Summary") -> bytes | None:
             off_at = (finite.max() * 3 if finite.size and finite.max() > 0 else 1.0) if np.isnan(vals).any() else None
             if off_at is not None:
                 vals = np.where(np.isnan(vals), off_at, vals)  # "off" drawn past the largest value
+                names[i] = f"{p} (off drawn at {off_at:.3g})"
             log = finite.size and finite.min() > 0 and finite.max() / finite.min() > 100
             (ax.set_xscale if i == 0 else ax.set_yscale)("log" if log else "linear")
             axes_values.append((vals, None))
@@ -139,11 +146,11 @@ def plot_regions(summary: "Summary") -> bytes | None:
             if c.op in (">", "<=") and c.param in params:
                 draw = ax.axvline if params.index(c.param) == 0 else ax.axhline
                 draw(float(c.value), color=COLORS.get(rule.label, "k"), ls="--", lw=1)
-    ax.set_xlabel(params[0])
+    ax.set_xlabel(names[0])
     if axes_values[0][1]:
         ax.set_xticks(range(len(axes_values[0][1])), axes_values[0][1])
     if len(params) > 1:
-        ax.set_ylabel(params[1])
+        ax.set_ylabel(names[1])
         if axes_values[1][1]:
             ax.set_yticks(range(len(axes_values[1][1])), axes_values[1][1])
     else:
