@@ -39,7 +39,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SWEEPS = ("lr", "schedule", "clip", "reg", "full")
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver prints its own line per trial
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # the driver prints its own line per trial, with the error
 
 
 @dataclass
@@ -149,7 +149,8 @@ def trial_line(t: FrozenTrial, metric: str) -> str:
     params = "  ".join(f"{k}={_fmt(v)}" for k, v in t.params.items() if not k.endswith(".on"))
     value = f"{metric} {t.value:.4f}" if t.value is not None else t.user_attrs.get("triage", "")
     seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0
-    return f"trial {t.number:3d}  {t.state.name:8s}  {value:16s}  {seconds:6.1f}s  {params}"
+    why = f"  ({t.user_attrs['error']})" if "error" in t.user_attrs else ""
+    return f"trial {t.number:3d}  {t.state.name:8s}  {value:16s}  {seconds:6.1f}s  {params}{why}"
 
 
 def _fmt(v: Any) -> str:

@@ -131,6 +131,8 @@ class Objective:
         for key, v in (("triage", verdict.label), ("triage.reason", verdict.reason),
                        ("triage.confidence", round(verdict.confidence, 3))):  # fmt: skip
             trial.set_user_attr(key, v)
+        if "sweep.error" in tags:  # why it was pruned or failed, for the driver's line per trial
+            trial.set_user_attr("error", tags["sweep.error"])
         title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()})"
         tags = {**tags, "sweep.seconds": f"{_elapsed(records):.1f}"}
         self._publisher.submit(self._publish, run_id, state, tags, list(records), title)
