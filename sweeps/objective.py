@@ -118,10 +118,9 @@ class Objective:
                 continue  # the loop raises NonFiniteLoss next: the trial fails, it is not pruned
             if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves, self.thresholds)) is not None:
                 raise StopTrial(epoch, "diverging", verdict.reason)
-            if epoch < cfg.train.epochs:  # the last epoch's value is the objective itself
-                trial.report(value, epoch)
-                if trial.should_prune():
-                    raise StopTrial(epoch, "pruner", f"{metric}={value:.4g} at epoch {epoch} trails the other trials")
+            trial.report(value, epoch)
+            if epoch < cfg.train.epochs and trial.should_prune():  # after the last epoch there is nothing to save
+                raise StopTrial(epoch, "pruner", f"{metric}={value:.4g} at epoch {epoch} trails the other trials")
         return value
 
     def _close(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
