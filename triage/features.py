@@ -62,8 +62,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
-    """Statistics of the rows of ``x`` (m curves × n epochs, all finite)."""
+def _block_stats(x: np.ndarray, th: Thresholds, shape: bool = True) -> list[CurveStats]:
+    """Statistics of the rows of ``x`` (m curves × n epochs, all finite); ``shape=False`` computes only
+    the levels and extremes (what the rules read of accuracy and gradient curves), the rest is 0."""
     m, n = x.shape
     rows = np.arange(m)
     k = tail_window(n, th)
@@ -79,6 +80,12 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
     peak = x[rows, peak_i]
     tail_min = tail_block.min(axis=1)
     last = x[:, -1]
+    if not shape:
+        zero = np.zeros(m)
+        cols = (np.full(m, n), start, last, best, best_i, peak, peak_i, tail, tail_min, tail_block.max(axis=1),
+                earlier, 1.0 - _ratio(tail, earlier), 1.0 - _ratio(tail, start))
+        cols += (zero,) * (len(CurveStats._fields) - len(cols))
+        return [CurveStats._make(r) for r in zip(*(c.tolist() for c in cols))]
     lost = _ratio(tail_min - best, start - best)
     lost = np.where(start - best > 0, lost, np.where(tail_min > best, np.inf, 0.0))
     # Final flat stretch: the first epoch from which (almost) every value stays within ±tol of the
@@ -126,7 +133,7 @@ def _block_stats(x: np.ndarray, th: Thresholds) -> list[CurveStats]:
     return [CurveStats._make(r) for r in zip(*(c.tolist() for c in cols))]
 
 
-def curve_stats(curves: Sequence[np.ndarray | None], th: Thresholds) -> list[CurveStats | None]:
+def curve_stats(curves: Sequence[np.ndarray | None], th: Thresholds, shape: bool = True) -> list[CurveStats | None]:
     """Statistics of each curve (``None`` for a missing or empty curve), grouped by length."""
     out: list[CurveStats | None] = [None] * len(curves)
     groups: dict[int, list[int]] = {}
@@ -135,6 +142,6 @@ def curve_stats(curves: Sequence[np.ndarray | None], th: Thresholds) -> list[Cur
             groups.setdefault(len(c), []).append(i)
     for n, idx in groups.items():
         block = np.stack([curves[i] for i in idx]) if len(idx) > 1 else np.asarray(curves[idx[0]])[None, :]
-        for i, s in zip(idx, _block_stats(block.astype(float, copy=False), th)):
+        for i, s in zip(idx, _block_stats(block.astype(float, copy=False), th, shape)):
             out[i] = s
     return out

@@ -404,7 +404,7 @@ def _needed(r: _Run, key: str) -> np.ndarray | None:
 
 def _stats_for(runs: list[_Run], th: Thresholds) -> None:
     for key in STAT_KEYS:
-        stats = curve_stats([_needed(r, key) for r in runs], th)
+        stats = curve_stats([_needed(r, key) for r in runs], th, shape=key in LOSS_KEYS)
         for r, s in zip(runs, stats):
             r.stats[key] = s
 
