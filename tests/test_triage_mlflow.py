@@ -22,8 +22,6 @@ from triage.mlflow_io import TriageError, build_curves  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "triage"))
 from shapes import LN10, SHAPES  # noqa: E402
 
-QUIET = None
-
 
 def _quiet():
     from rich.console import Console

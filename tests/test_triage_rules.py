@@ -67,7 +67,7 @@ def test_nonfinite_values_anywhere_mean_diverging(bad: float) -> None:
         curves[where][6] = bad
         v = classify(curves)
         assert v.label == "diverging" and v.rule == "nonfinite"
-        assert f"epoch 7" in v.reason and where in v.reason
+        assert "epoch 7" in v.reason and where in v.reason
 
 
 def test_empty_missing_and_one_epoch_curves() -> None:

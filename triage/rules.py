@@ -8,7 +8,7 @@
 2. diverging   a non-finite loss or grad norm; a training loss that climbed and stayed up;
                a curve that exploded and then sat flat (a dead network), seen in the loss or
                in a grad norm that exploded while the loss stopped improving
-3. oscillating the training loss keeps reversing direction by large swings
+3. oscillating the training loss keeps going up and down by large relative steps
 4. overfit     val_loss turned up well past its minimum while train_loss kept falling
 5. plateau     the loss stopped improving early, far from where it could be
 6. unconverged the objective was still falling fast when the budget ended
@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .features import CurveStats, curve_stats, late_window, tail_window
+from .features import CurveStats, curve_stats, tail_window
 from .thresholds import Thresholds, load_thresholds
 from .verdict import (
     CRASHED, DIVERGING, HEALTHY, OSCILLATING, OVERFIT, PLATEAU, UNCONVERGED, Verdict,
@@ -104,13 +104,15 @@ def _primary(run: _Run) -> tuple[str, CurveStats | None]:
 
 
 def _grad_notes(run: _Run, th: Thresholds, label: str) -> list[str]:
-    """Sentences naming the gradient mechanism behind a verdict, where grad_norm is logged."""
+    """Sentences naming the gradient mechanism behind a verdict, where grad_norm is logged: exploding
+    gradients behind a divergence (and clipping that held while the pre-clip norm kept growing),
+    vanishing gradients behind a plateau."""
     g = run.stats.get("grad_norm")
     if g is None:
         return []
     notes = []
     clip = run.stats.get("clip_fraction")
-    if g.best > 0 and g.peak >= th.grad_explode_ratio * g.best:
+    if label in (DIVERGING, OSCILLATING) and g.best > 0 and g.peak >= th.grad_explode_ratio * g.best:
         notes.append(f"exploding gradients: grad_norm reached {_f(g.peak)} at epoch {g.peak_i + 1}, "
                      f"{_f(g.peak / g.best)}× its minimum {_f(g.best)}")
     elif label == DIVERGING and g.start > 0 and g.peak >= th.clip_growth * g.start:
@@ -118,7 +120,7 @@ def _grad_notes(run: _Run, th: Thresholds, label: str) -> list[str]:
     if clip is not None and clip.tail >= th.clip_held_fraction and g.start > 0 and g.tail >= th.clip_growth * g.start:
         notes.append(f"clipping held the steps (clip_fraction {_f(clip.tail)} at the end) while the pre-clip "
                      f"grad_norm kept growing {_f(g.tail / g.start)}× ({_f(g.start)} → {_f(g.tail)})")
-    if label in (PLATEAU, HEALTHY, UNCONVERGED) and g.start > 0 and g.tail <= th.vanishing_grad_ratio * g.start:
+    if label == PLATEAU and g.start > 0 and g.tail <= th.vanishing_grad_ratio * g.start:
         notes.append(f"vanishing gradients: grad_norm fell to {_pct(g.tail / g.start)} of its first epoch "
                      f"({_f(g.start)} → {_f(g.tail)})")
     return notes
