@@ -77,20 +77,26 @@ def _prepare(curves: Mapping[str, Sequence[float]], meta: Mapping[str, Any] | No
 
 
 def _cut_nonfinite(runs: list[_Run]) -> None:
-    """Find each run's first non-finite loss / grad norm (checked in blocks of equal length) and cut all
-    its curves there: the shape is judged only up to that epoch."""
+    """Find each run's first non-finite loss / grad norm (one vectorized check per curve name over all
+    runs) and cut all its curves there: the shape is judged only up to that epoch."""
     for key in NONFINITE_KEYS:
-        groups: dict[int, list[int]] = {}
-        for i, r in enumerate(runs):
-            c = r.curves.get(key)
-            if c is not None and len(c):
-                groups.setdefault(len(c), []).append(i)
-        for idx in groups.values():
-            finite = np.isfinite(np.stack([runs[i].curves[key] for i in idx]))
-            for j in np.flatnonzero(~finite.all(axis=1)):
-                r, e = runs[idx[j]], int(np.argmin(finite[j]))
-                if r.nonfinite is None or e < r.nonfinite[1]:
-                    r.nonfinite = (key, e, float(r.curves[key][e]))
+        owners = [i for i, r in enumerate(runs) if len(r.curves.get(key, ()))]
+        if not owners:
+            continue
+        parts = [runs[i].curves[key] for i in owners]
+        finite = np.isfinite(np.concatenate(parts))
+        if finite.all():
+            continue
+        offsets = np.cumsum([0] + [len(p) for p in parts])
+        bad = np.flatnonzero(~finite)
+        which = np.searchsorted(offsets, bad, side="right") - 1
+        first = {}
+        for b, w in zip(bad.tolist(), which.tolist()):
+            first.setdefault(w, b - int(offsets[w]))
+        for w, e in first.items():
+            r = runs[owners[w]]
+            if r.nonfinite is None or e < r.nonfinite[1]:
+                r.nonfinite = (key, e, float(r.curves[key][e]))
     for r in runs:
         if r.nonfinite is not None:
             r.curves = {k: v[: r.nonfinite[1]] for k, v in r.curves.items()}
