@@ -71,8 +71,8 @@ def explain(run_id: str, tracking_uri: str | None, names: MetricNames) -> int:
         if s is None:
             con.print(f"  {key:13s} {len(curve):4d} epochs, none finite")
             continue
-        con.print(f"  {key:13s} {s.n:4d} epochs  first {s.start:.4g}  best {s.best:.4g} @ {s.best_i + 1}  "
-                  f"peak {s.peak:.4g} @ {s.peak_i + 1}  last {s.last:.4g}")
+        con.print(f"  {key:13s} {s.n:4d} epochs  first {s.start:.4g}  min {s.best:.4g} @ {s.best_i + 1}  "
+                  f"max {s.peak:.4g} @ {s.peak_i + 1}  last {s.last:.4g}")
     for k, val in sorted(v.evidence.items()):
         con.print(f"  {k} = {val:.4g}" if isinstance(val, float) else f"  {k} = {val}")
     stored = {k: val for k, val in run.tags.items() if k.startswith("triage")}
