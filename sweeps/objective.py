@@ -125,15 +125,16 @@ class Objective:
 
     def _close(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
                records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
-        """Verdict as user attrs and tags, curve plot, run closed with the trial's state."""
-        verdict = triage.classify(curves, self.thresholds)
-        for key, v in (("triage", verdict.label), ("triage.reason", verdict.reason),
-                       ("triage.confidence", round(verdict.confidence, 3))):  # fmt: skip
+        """Triage's verdict as user attrs and run tags, curve plot, run closed with the trial's state."""
+        verdict = triage.classify(curves, self.thresholds, failure=tags.get("sweep.failure"),
+                                  error=tags.get("sweep.error"), pruned=state == "PRUNED")  # fmt: skip
+        verdict_tags = triage.triage_tags(verdict, self.thresholds)
+        for key, v in verdict_tags.items():
             trial.set_user_attr(key, v)
         if "sweep.error" in tags:  # why it was pruned or failed, for the driver's line per trial
             trial.set_user_attr("error", tags["sweep.error"])
         title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()})"
-        tags = {**tags, "sweep.seconds": f"{_elapsed(records):.1f}"}
+        tags = {**tags, **verdict_tags, "sweep.seconds": f"{_elapsed(records):.1f}"}
         self._publisher.submit(self._publish, run_id, state, tags, list(records), title)
 
     def _publish(self, run_id: str, state: str, tags: dict[str, Any], records: list[Mapping[str, float]], title: str) -> None:
