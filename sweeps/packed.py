@@ -38,6 +38,7 @@ from training.fused import check_pack, pack_key, train_epochs_fused
 if TYPE_CHECKING:
     from sweeps.driver import Sweep
 
+STARTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CPU_REFUSAL = "sweep.pack>1 fuses trials on a GPU; on a CPU it is slower (see bench/fused_trials.py): use sweep.pack=1"
 
 
@@ -58,16 +59,21 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
     pack_size({**sw.job, "sweep": {**sw.job["sweep"], "pack": k}}, allow_cpu)
     objective = sw.objective()
     study = sw.study
-    while True:
-        if is_heartbeat_enabled(study._storage):  # as Study.optimize does before each trial
-            with warnings.catch_warnings():
+    try:
+        while True:
+            with warnings.catch_warnings():  # heartbeats outside Study.optimize: we keep one per trial ourselves
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-        remaining = sw.n_trials - len(study.get_trials(deepcopy=False))
-        if remaining <= 0:
-            return
-        trials = [PackedTrial(objective, study.ask()) for _ in range(min(k, remaining))]
-        _run_pack(objective, trials)
+                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+                if is_heartbeat_enabled(study._storage):  # as Study.optimize does before each trial
+                    optuna.storages.fail_stale_trials(study)
+                # WAITING (enqueued) trials are not counted: ask() hands them out first, so they run
+                remaining = sw.n_trials - len(study.get_trials(deepcopy=False, states=STARTED))
+                if remaining <= 0:
+                    return
+                asked = [study.ask() for _ in range(min(k, remaining))]
+            _run_pack(objective, [PackedTrial(objective, t) for t in asked])
+    finally:
+        objective.close()  # every run published and closed
 
 
 class PackedTrial:
@@ -104,12 +110,12 @@ class PackedTrial:
         self.value = record[metric]
         if not math.isfinite(record["train_loss"]):
             return None  # the pack drops it as non-finite next: the trial fails, it is not pruned
-        if self.objective.sweep["online_triage"] and (verdict := triage.online_verdict(self.curves)) is not None:
+        online = self.objective.sweep["online_triage"]
+        if online and (verdict := triage.online_verdict(self.curves, self.objective.thresholds)) is not None:
             return StopTrial(epoch, "diverging", verdict.reason)
-        if epoch < self.cfg.train.epochs:  # the last epoch's value is the objective itself
-            self.trial.report(self.value, epoch)
-            if self.trial.should_prune():
-                return StopTrial(epoch, "pruner", f"{metric}={self.value:.4g} at epoch {epoch} trails the other trials")
+        self.trial.report(self.value, epoch)
+        if epoch < self.cfg.train.epochs and self.trial.should_prune():  # after the last epoch there is nothing to save
+            return StopTrial(epoch, "pruner", f"{metric}={self.value:.4g} at epoch {epoch} trails the other trials")
         return None
 
     def fail(self, e: BaseException) -> None:
