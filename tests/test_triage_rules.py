@@ -231,3 +231,25 @@ def test_import_triage_does_not_import_torch_or_training() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     assert math.isfinite(triage.classify({"train_loss": [1.0, 0.5, 0.4]}).confidence)
+
+
+# A real run (python -m sweeps run +sweep=lr with sweep.sampler.name=grid, lr=4.0, SGD, 600 images,
+# 8 epochs, seed 0): gradients exploded in epochs 1-2, then the network predicted one class
+# (val_acc frozen at 0.1) while the loss hovered just above ln 10. It once read "healthy".
+DEAD_AT_CHANCE = dict(
+    train_loss=[2.5377, 2.4797, 2.4265, 2.3668, 2.3541, 2.3565, 2.3294, 2.3665],
+    val_loss=[2.3596, 2.4012, 2.3298, 2.3795, 2.3577, 2.3446, 2.3186, 2.3237],
+    train_acc=[0.0783, 0.1283, 0.0983, 0.1017, 0.1083, 0.0817, 0.1083, 0.0833],
+    val_acc=[0.1] * 8,
+    grad_norm=[2.7948, 6.5857, 0.2248, 0.1781, 0.1912, 0.152, 0.1053, 0.1479],
+    lr=[4.0] * 8,
+)
+
+
+def test_constant_predictions_after_a_gradient_explosion_is_diverging() -> None:
+    v = classify(DEAD_AT_CHANCE)
+    assert v.label == "diverging" and "predicts a single class" in v.reason and "exploded" in v.reason
+    without_grad = {k: v for k, v in DEAD_AT_CHANCE.items() if k != "grad_norm"}
+    assert classify(without_grad).label == "plateau"  # frozen accuracy alone: it never learned
+    scaled = {k: [x * 100 for x in v] if k.endswith("loss") else v for k, v in DEAD_AT_CHANCE.items()}
+    assert classify(scaled).label == "diverging"  # scale-invariant

@@ -251,6 +251,24 @@ def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[floa
     return conf, reason
 
 
+def _constant_predictions(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[str, float, str] | None:
+    """The accuracy froze over the recent epochs while the loss gained little: the network predicts one
+    class. Dead after a gradient explosion (diverging), or never learned (plateau)."""
+    k = max(th.dead_min_flat, _recent_epochs(p.n, th))
+    if p.n < k + 1 or p.gain >= th.plateau_max_gain:
+        return None
+    frozen = _frozen_accuracy(run, p.n - k, p.n, th)
+    if frozen is None or not frozen[0]:
+        return None
+    what = f"{frozen[1]} for the last {k} epochs while {key} gained {_pct(max(p.gain, 0.0))} overall: it predicts a single class"
+    g = run.stats.get("grad_norm")
+    if g is not None and g.tail > 0 and g.peak >= th.frozen_grad_ratio * g.tail:
+        conf = _conf(g.peak / g.tail, th.frozen_grad_ratio, 10 * th.frozen_grad_ratio)
+        return DIVERGING, conf, (f"grad_norm exploded to {_f(g.peak)} at epoch {g.peak_i + 1} ({_f(g.peak / g.tail)}× "
+                                 f"its final level) and {what}: the network died")
+    return PLATEAU, 0.8, what
+
+
 # --- the other shapes -------------------------------------------------------------------------
 
 def _oscillating(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str] | None:
@@ -374,6 +392,9 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     hit = _grad_dead(run, key, p, th)
     if hit:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "grad_dead")
+    frozen = _constant_predictions(run, key, p, th)
+    if frozen:
+        return _verdict(run, th, frozen[0], frozen[1], frozen[2], "constant")
     hit = _oscillating(key, p, th)
     if hit:
         return _verdict(run, th, OSCILLATING, hit[0], hit[1], "oscillating", variation=p.osc_var, rises=p.osc_ups)

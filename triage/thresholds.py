@@ -39,6 +39,7 @@ class Thresholds:
     dead_min_flat: int = MISSING
     dead_short_ratio: float = MISSING
     grad_explode_ratio: float = MISSING
+    frozen_grad_ratio: float = MISSING
     osc_variation: float = MISSING
     osc_amplitude: float = MISSING
     osc_min_ups: int = MISSING
