@@ -33,7 +33,7 @@ from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import flatten
 from training import OutOfMemory, TrialConfig, resolve_device
 from training.config import ConfigError
-from training.fused import check_pack, pack_key, train_epochs_fused
+from training.fused import Member, check_pack, pack_key, train_epochs_fused
 
 if TYPE_CHECKING:
     from sweeps.driver import Sweep
@@ -154,6 +154,7 @@ def _run_pack(objective: Objective, trials: list[PackedTrial]) -> None:
         try:
             t.cfg = objective.trial_config(t.values)
             check_pack([t.cfg])
+            Member.from_config(t.cfg)  # builds its optimizer: an invalid one (nesterov, momentum 0) fails here, alone
             groups[pack_key(t.cfg)].append(t)
         except Exception as e:
             t.fail(e)

@@ -16,6 +16,7 @@ import torch
 
 from training import RECORD_KEYS, ConfigError, TrialConfig, fit, load_data
 from training.config import DataConfig, ModelConfig, OptimizerConfig, SchedulerConfig, TrainConfig
+from training.data import Dataset, Split
 from training.fused import FusedConvNet, fit_fused, pack_key, train_epochs_fused
 
 LOSSES = ("train_loss", "val_loss", "penalty")  # the 1e-4 bar
@@ -114,6 +115,16 @@ def test_batchnorm_with_augmentation_matches_alone(small, cifar_root: Path, cach
     assert_matches_solo(cfgs, data, fit_fused(cfgs, data), 384, 200)
 
 
+def test_bf16_and_channels_last_packs_run_like_the_loop(small) -> None:
+    data_cfg, data = small
+    tiny = Dataset(Split(data.train.x[:64], data.train.y[:64]), Split(data.val.x[::4], data.val.y[::4]), data.test,
+                   data.classes)  # bf16 is slow on a CPU  # fmt: skip
+    cfgs = [trial(data_cfg, OptimizerConfig("sgd", lr=lr), epochs=1, precision="bf16", channels_last=True) for lr in (0.01, 0.05)]
+    for cfg, res in zip(cfgs, fit_fused(cfgs, tiny)):
+        for k in LOSSES:  # bf16 autocast: the same ops in bf16; held to 1e-3 rather than float32's 1e-4
+            assert_same(fit(cfg, tiny).records[0][k], res.records[0][k], 1e-3, what=k)
+
+
 def test_pruned_member_leaves_without_disturbing_the_rest(small) -> None:
     data_cfg, data = small
     cfgs = [trial(data_cfg, OptimizerConfig("sgd", lr=lr)) for lr in (0.05, 0.01, 0.02)]
@@ -188,9 +199,9 @@ def test_packed_sweep_books_each_trial_like_an_unfused_one(tmp_path: Path, sweep
 
     monkeypatch.chdir(tmp_path)
     overrides = ["+sweep=lr", "sweep.n_trials=5", "train.epochs=2", "train.batch_size=32", "data.train_size=384",
-                 "data.val_size=200", "sweep.space.optimizer.lr.low=1e-8", "sweep.space.optimizer.lr.high=1e4", "sweep.objective.metric=train_loss",
-                 "sweep.objective.direction=minimize", "sweep.pruner.n_startup_trials=1",
-                 "sweep.pruner.n_warmup_steps=0", "sweep.online_triage=false"]  # fmt: skip
+                 "data.val_size=200", "sweep.space.optimizer.lr.low=1e-8", "sweep.space.optimizer.lr.high=1e4",
+                 "sweep.objective.metric=train_loss", "sweep.objective.direction=minimize",
+                 "sweep.pruner.n_startup_trials=1", "sweep.pruner.n_warmup_steps=0", "sweep.online_triage=false"]  # fmt: skip
     sw, _ = open_sweep(overrides)
     with pytest.raises(ConfigError) as e:
         run_packed(sw, 2)  # this machine has no GPU

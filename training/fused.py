@@ -5,14 +5,19 @@ share every batch, so they are trained as one wider model (HFTA, MLSys'21):
 
     conv 3→32     one convolution with K·32 output channels (the input batch is shared: no repeat)
     conv 32→64    one grouped convolution, groups=K (member i sees only its own 32 channels)
-    fc, fc        batched matmuls (torch.baddbmm) over a leading member dimension
+    fc, fc        batched matmuls (torch.baddbmm) over a leading member dimension (on a CPU,
+                  where fusion only runs to be checked, member by member: see BatchedLinear)
     optimizer     torch.optim's SGD / Adam / AdamW update written once over (K, ...) tensors,
                   with each member's lr, schedule, momentum, betas, weight decay as (K,) tensors
 
 Every parameter is stored as (K, *shape of the same parameter in `ConvNet`), so member i's slice
 *is* a ConvNet's parameter. Member i starts from `build_model` after `torch.manual_seed(train.seed)`,
 like the plain loop, and sees the same batches, so each member reproduces the trial run alone with
-`train_epochs` (to float rounding: tests/test_fused.py checks 1e-4 relative over 2 epochs).
+`train_epochs`: on a CPU bit for bit in its weights (every kernel and tensor expression is chosen to
+round as the plain one does; the recorded sums differ in the last bit), checked to 1e-4 relative
+over 2 epochs by tests/test_fused.py. On a GPU, cuDNN's grouped and plain convolutions may round
+differently, and a sensitive trial (Adam, near-zero gradients) then drifts as it would under any
+kernel change (channels_last, another GPU).
 
 Per member, and never across members: the loss (cross-entropy of that member's logits; the members'
 losses are summed for one backward, which leaves each gradient untouched), the L1/L2 penalty over its
@@ -100,7 +105,9 @@ def check_pack(cfgs: list[TrialConfig]) -> None:
     for i, cfg in enumerate(cfgs):
         cfg.validate()
         if cfg.model.name not in FUSABLE_MODELS:
-            raise ConfigError(f"member {i}: model.name={cfg.model.name!r} cannot be fused; fusable: {', '.join(FUSABLE_MODELS)}")
+            raise ConfigError(
+                f"member {i}: model.name={cfg.model.name!r} cannot be fused; fusable: {', '.join(FUSABLE_MODELS)}"
+            )
         for key in SHARED_KEYS:
             a, b = _shared_value(cfgs[0], key), _shared_value(cfg, key)
             if a != b:
@@ -171,7 +178,7 @@ class FusedConvNet:
         expected = {f"{m}.{p}" for m in CONVS + LINEARS + (NORMS if self.batch_norm else ()) for p in ("weight", "bias")}
         names = {n for n, _ in base.named_parameters()}
         if names != expected:  # the model changed shape: this forward would be wrong, not just slow
-            raise ConfigError(f"training.fused knows the reference ConvNet's layers ({sorted(expected)}), not {sorted(names)}")
+            raise ConfigError(f"training.fused knows the reference ConvNet's layers {sorted(expected)}, not {sorted(names)}")
         self.k = k
         self.params = {n: _stack(p, k, device).requires_grad_() for n, p in base.named_parameters()}
         self.buffers = {n: _stack(b, k, device) for n, b in base.named_buffers() if "running_" in n}
@@ -190,7 +197,8 @@ class FusedConvNet:
         for i, conv in enumerate(CONVS):
             # the first conv reads the shared batch, so K·32 output channels need no repeated input;
             # the second is grouped: member i's 64 outputs see only member i's 32 inputs
-            h = F.conv2d(h, p[f"{conv}.weight"].flatten(0, 1), p[f"{conv}.bias"].flatten(), padding=1, groups=1 if i == 0 else k)
+            w, b = p[f"{conv}.weight"].flatten(0, 1), p[f"{conv}.bias"].flatten()
+            h = F.conv2d(h, w, b, padding=1, groups=1 if i == 0 else k)
             if self.batch_norm:  # per channel, so per member; running stats are views of (K, C) buffers
                 n = NORMS[i]
                 h = F.batch_norm(h, self.buffers[f"{n}.running_mean"].view(-1), self.buffers[f"{n}.running_var"].view(-1),
@@ -401,7 +409,9 @@ class FusedTrials:
         steps_per_epoch = math.ceil(len(data.train) / t.batch_size)
         batch_rng = torch.Generator().manual_seed(t.seed)  # the plain loop's shuffle and augmentation stream
         memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-        forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.model.forward) if t.compile else self.model.forward
+        forward: Callable[[torch.Tensor], torch.Tensor] = self.model.forward
+        if t.compile:  # recompiles when the pack shrinks (new shapes)
+            forward = torch.compile(forward)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if t.precision == "bf16" else nullcontext()
 
         for epoch in range(1, t.epochs + 1):
@@ -420,7 +430,7 @@ class FusedTrials:
             records: list[Record | None] = [None] * len(self.cfgs)
 
             def leave_nonfinite(bad: list[int]) -> None:
-                """Record the partial epoch of the members at positions `bad`, as the plain loop would, and drop them."""
+                """Record the partial epoch of the members at positions `bad` (as the plain loop); drop them."""
                 nonlocal loss_sum, pen_sum, correct, norms, hyper
                 train_seconds = time.perf_counter() - start
                 stats = _train_stats(loss_sum, pen_sum, correct, norms, seen, steps)
@@ -545,7 +555,9 @@ def _train_stats(loss_sum, pen_sum, correct, norms, seen, steps) -> list[list]: 
     return [[*row, per_member_norms[p]] for p, row in enumerate(summary.tolist())]
 
 
-def train_epochs_fused(cfgs: list[TrialConfig], data: Dataset | None = None, on_batch: OnBatch | None = None) -> FusedTrials:
+def train_epochs_fused(
+    cfgs: list[TrialConfig], data: Dataset | None = None, on_batch: OnBatch | None = None
+) -> FusedTrials:
     """Train `cfgs` as one fused pack: iterate it for per-epoch lists of records (None once a member left)."""
     return FusedTrials(cfgs, data, on_batch)
 
