@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sweeps.objective import Objective
+from sweeps.packed import pack_size, run_packed
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage
 from sweeps.tracking import Tracker, check_reachable, flatten
@@ -74,8 +75,7 @@ def open_sweep(overrides: list[str], check_data: bool = True) -> tuple[Sweep, An
     sampler, pruner = build_sampler(sweep, space), build_pruner(sweep, base.train.epochs)
     if int(sweep["n_trials"]) < 1 or int(sweep["n_workers"]) < 1:
         raise ConfigError("sweep.n_trials and sweep.n_workers must be >= 1")
-    if int(sweep["pack"]) != 1:
-        raise ConfigError("sweep.pack > 1 (fused trials) is not available yet; use sweep.pack=1")
+    pack_size(job)  # pack > 1 needs a GPU and one process
     if check_data:
         find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
     check_reachable(job["tracking"]["uri"])
@@ -260,7 +260,9 @@ def run(overrides: list[str]) -> int:
     reconcile(sw)
     interrupted = False
     try:
-        if int(sw.job["sweep"]["n_workers"]) == 1:
+        if (pack := pack_size(sw.job)) > 1:
+            run_packed(sw, pack)
+        elif int(sw.job["sweep"]["n_workers"]) == 1:
             run_in_process(sw)
         else:
             run_workers(sw, overrides)

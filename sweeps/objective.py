@@ -37,6 +37,9 @@ class StopTrial(optuna.TrialPruned):
         super().__init__(f"pruned at epoch {epoch} by {reason}: {detail}")
         self.epoch, self.reason, self.detail = epoch, reason, detail
 
+    def tags(self) -> dict[str, Any]:
+        return {"sweep.pruned_epoch": self.epoch, "sweep.pruned_reason": self.reason, "sweep.error": self.detail}
+
 
 @dataclass
 class Objective:
@@ -71,11 +74,7 @@ class Objective:
         return self._data[1]
 
     def __call__(self, trial: optuna.Trial) -> float:
-        values = self.space.suggest(trial)
-        trial.set_user_attr(WORKER_ATTR, worker_id())
-        config = flatten({k: v for k, v in self.job.items() if k not in ("hydra", "sweep")})
-        run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, values, config)
-        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        values, run_id = self.start(trial)
         curves: dict[str, list[float]] = defaultdict(list)
         records: list[Mapping[str, float]] = []
         state, tags = "FAIL", {}
@@ -84,47 +83,68 @@ class Objective:
             state = "COMPLETE"
             return value
         except StopTrial as e:
-            state, tags = "PRUNED", {"sweep.pruned_epoch": e.epoch, "sweep.pruned_reason": e.reason, "sweep.error": e.detail}
-            raise
-        except NonFiniteLoss as e:
-            tags = {"sweep.failure": "nonfinite", "sweep.error": str(e)}
-            raise
-        except KeyboardInterrupt:
-            tags = {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
+            state, tags = "PRUNED", e.tags()
             raise
         except BaseException as e:
-            kind = "oom" if isinstance(e, OutOfMemory) else "exception"
-            tags = {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-            self.tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+            tags = self.failure_tags(run_id, e)
             raise
         finally:
-            self._close(trial, run_id, state, tags, records, curves)
+            self.close_trial(trial, run_id, state, tags, records, curves)
+
+    def start(self, trial: optuna.Trial) -> tuple[dict[str, Any], str]:
+        """Sample the trial's values and open its child run: (values, run id)."""
+        values = self.space.suggest(trial)
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        config = flatten({k: v for k, v in self.job.items() if k not in ("hydra", "sweep")})
+        run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, values, config)
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        return values, run_id
+
+    def failure_tags(self, run_id: str, e: BaseException) -> dict[str, Any]:
+        """The tags of a trial ended by `e` (call inside its `except`: the traceback is logged)."""
+        if isinstance(e, NonFiniteLoss):
+            return {"sweep.failure": "nonfinite", "sweep.error": str(e)}
+        if isinstance(e, KeyboardInterrupt):
+            return {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
+        kind = "oom" if isinstance(e, OutOfMemory) else "exception"
+        self.tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+        return {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
     def _train(self, trial: optuna.Trial, values: Mapping[str, Any], run_id: str,
                records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> float:  # fmt: skip
         cfg = self.trial_config(values)
-        metric = self.sweep["objective"]["metric"]
         value = math.nan
         for record in train_epochs(cfg, self.data(cfg)):
-            epoch = int(record["epoch"])
-            records.append(record)
-            for k in TRIAGE_KEYS:
-                curves[k].append(record[k])
-            self.tracker.log_epoch(run_id, record)
-            if self.on_epoch is not None:
-                self.on_epoch(trial, record)
-            value = record[metric]
-            if not math.isfinite(record["train_loss"]):
-                continue  # the loop raises NonFiniteLoss next: the trial fails, it is not pruned
-            if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves, self.thresholds)) is not None:
-                raise StopTrial(epoch, "diverging", verdict.reason)
-            trial.report(value, epoch)
-            if epoch < cfg.train.epochs and trial.should_prune():  # after the last epoch there is nothing to save
-                raise StopTrial(epoch, "pruner", f"{metric}={value:.4g} at epoch {epoch} trails the other trials")
+            value = self.after_epoch(trial, run_id, record, records, curves, cfg.train.epochs)
         return value
 
-    def _close(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
-               records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
+    def after_epoch(self, trial: optuna.Trial, run_id: str, record: Mapping[str, float],
+                    records: list[Mapping[str, float]], curves: dict[str, list[float]], epochs: int) -> float:  # fmt: skip
+        """Log one epoch; raise StopTrial when triage's online stop or the pruner ends the trial.
+
+        Returns the objective metric's value. A non-finite loss is logged and returned without a
+        verdict: the training loop ends that trial next (FAIL, nonfinite), it is not pruned.
+        """
+        metric = self.sweep["objective"]["metric"]
+        epoch = int(record["epoch"])
+        records.append(record)
+        for k in TRIAGE_KEYS:
+            curves[k].append(record[k])
+        self.tracker.log_epoch(run_id, record)
+        if self.on_epoch is not None:
+            self.on_epoch(trial, record)
+        value = record[metric]
+        if not math.isfinite(record["train_loss"]):
+            return value
+        if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves, self.thresholds)) is not None:
+            raise StopTrial(epoch, "diverging", verdict.reason)
+        trial.report(value, epoch)
+        if epoch < epochs and trial.should_prune():  # after the last epoch there is nothing to save
+            raise StopTrial(epoch, "pruner", f"{metric}={value:.4g} at epoch {epoch} trails the other trials")
+        return value
+
+    def close_trial(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
+                    records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
         """Triage's verdict as user attrs and run tags, curve plot, run closed with the trial's state."""
         verdict = triage.classify(curves, self.thresholds, failure=tags.get("sweep.failure"),
                                   error=tags.get("sweep.error"), pruned=state == "PRUNED")  # fmt: skip

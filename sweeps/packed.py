@@ -16,7 +16,6 @@ Fusion pays on a GPU only: on a CPU it is slower than running the trials one aft
 from __future__ import annotations
 
 import math
-import traceback
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
@@ -27,11 +26,8 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 
-import triage
-from sweeps.objective import RUN_ID_ATTR, TRIAGE_KEYS, Objective, StopTrial
-from sweeps.storage import WORKER_ATTR, worker_id
-from sweeps.tracking import flatten
-from training import OutOfMemory, TrialConfig, resolve_device
+from sweeps.objective import Objective, StopTrial
+from training import TrialConfig, resolve_device
 from training.config import ConfigError
 from training.fused import Member, check_pack, pack_key, train_epochs_fused
 
@@ -77,19 +73,13 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
 
 
 class PackedTrial:
-    """One trial of a pack: the bookkeeping `Objective.__call__` does around `train_epochs`, step by step."""
+    """One trial of a pack: `Objective.__call__`'s bookkeeping, called epoch by epoch."""
 
     def __init__(self, objective: Objective, trial: optuna.Trial) -> None:
         self.objective, self.trial = objective, trial
         self.heartbeat = ExitStack()  # Study.optimize keeps one per running trial; so do we, until tell
         self.heartbeat.enter_context(get_heartbeat_thread(trial._trial_id, trial.study._storage))
-        self.values = objective.space.suggest(trial)
-        trial.set_user_attr(WORKER_ATTR, worker_id())
-        config = flatten({k: v for k, v in objective.job.items() if k not in ("hydra", "sweep")})
-        self.run_id = objective.tracker.start_trial(
-            objective.parent_run_id, objective.sweep["study_name"], trial.number, self.values, config
-        )
-        trial.set_user_attr(RUN_ID_ATTR, self.run_id)
+        self.values, self.run_id = objective.start(trial)
         self.cfg: TrialConfig | None = None
         self.records: list[Mapping[str, float]] = []
         self.curves: dict[str, list[float]] = defaultdict(list)
@@ -97,44 +87,26 @@ class PackedTrial:
         self.done = False
 
     def after_epoch(self, record: Mapping[str, float]) -> StopTrial | None:
-        """Log an epoch, then triage's online stop and the pruner, as `Objective._train`'s loop body."""
+        """Log an epoch; the StopTrial that ends the trial (online triage, pruner), or None."""
         assert self.cfg is not None
-        metric = self.objective.sweep["objective"]["metric"]
-        epoch = int(record["epoch"])
-        self.records.append(record)
-        for k in TRIAGE_KEYS:
-            self.curves[k].append(record[k])
-        self.objective.tracker.log_epoch(self.run_id, record)
-        if self.objective.on_epoch is not None:
-            self.objective.on_epoch(self.trial, record)
-        self.value = record[metric]
-        if not math.isfinite(record["train_loss"]):
-            return None  # the pack drops it as non-finite next: the trial fails, it is not pruned
-        online = self.objective.sweep["online_triage"]
-        if online and (verdict := triage.online_verdict(self.curves, self.objective.thresholds)) is not None:
-            return StopTrial(epoch, "diverging", verdict.reason)
-        self.trial.report(self.value, epoch)
-        if epoch < self.cfg.train.epochs and self.trial.should_prune():  # after the last epoch there is nothing to save
-            return StopTrial(epoch, "pruner", f"{metric}={self.value:.4g} at epoch {epoch} trails the other trials")
+        try:
+            self.value = self.objective.after_epoch(self.trial, self.run_id, record, self.records, self.curves,
+                                                    self.cfg.train.epochs)  # fmt: skip
+        except StopTrial as e:
+            return e
         return None
 
     def fail(self, e: BaseException) -> None:
-        """FAIL with the tags `Objective.__call__` gives an exception (call inside its `except`)."""
-        if isinstance(e, KeyboardInterrupt):
-            tags = {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
-        else:
-            kind = "oom" if isinstance(e, OutOfMemory) else "exception"
-            tags = {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-            self.objective.tracker.client.log_text(self.run_id, traceback.format_exc(), "traceback.txt")
-        self.close("FAIL", tags)
+        """FAIL with `Objective.failure_tags` (call inside its `except`: the traceback is logged)."""
+        self.close("FAIL", self.objective.failure_tags(self.run_id, e))
 
     def close(self, state: str, tags: dict[str, Any] | None = None) -> None:
-        """Close the MLflow run (`Objective._close`), then tell Optuna, as Study.optimize would."""
+        """Close the MLflow run (`Objective.close_trial`), then tell Optuna, as Study.optimize would."""
         if self.done:
             return
         self.done = True
         try:
-            self.objective._close(self.trial, self.run_id, state, tags or {}, self.records, self.curves)
+            self.objective.close_trial(self.trial, self.run_id, state, tags or {}, self.records, self.curves)
         finally:
             self.heartbeat.close()
             study = self.trial.study
@@ -180,11 +152,10 @@ def _train_group(objective: Objective, group: list[PackedTrial]) -> None:
                 stop = t.after_epoch(record)
                 if stop is not None:
                     pack.remove(i)
-                    t.close("PRUNED", {"sweep.pruned_epoch": stop.epoch, "sweep.pruned_reason": stop.reason,
-                                       "sweep.error": stop.detail})  # fmt: skip
+                    t.close("PRUNED", stop.tags())
             for i, t in enumerate(group):
                 if pack.status[i] == "nonfinite" and not t.done:
-                    t.close("FAIL", {"sweep.failure": "nonfinite", "sweep.error": str(pack.errors[i])})
+                    t.close("FAIL", objective.failure_tags(t.run_id, pack.errors[i]))  # type: ignore[arg-type]
         for i, t in enumerate(group):
             if pack.status[i] == "completed" and not t.done:
                 t.close("COMPLETE")
