@@ -2,6 +2,7 @@
 
     python bench/sweep_efficiency.py [--images 1000] [--epochs 8] [--trials 20] [--seeds 0 1 2]
                                      [--pruners none median successive_halving hyperband]
+                                     [--pruners none median:n_startup_trials=2,n_warmup_steps=1]
 
 For each sampler seed, the lr sweep (TPE, the `lr` search space) runs once per pruner setting on
 the same fixed CIFAR-10 subset and trial budget: `none` = no pruner and no online triage (the
@@ -35,10 +36,12 @@ class Outcome:
 def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) -> tuple[Outcome, list[tuple[int, float]]]:
     from sweeps.driver import open_sweep
 
+    name, _, settings = pruner.partition(":")  # e.g. median:n_startup_trials=2,n_warmup_steps=1
     overrides = [
-        "+sweep=lr", f"sweep.study_name=eff-{pruner}-{seed}", f"sweep.sampler.seed={seed}", f"train.epochs={args.epochs}",
-        f"data.train_size={args.images}", "data.val_size=500", f"sweep.n_trials={args.trials}",
-        f"sweep.pruner.name={pruner}", f"sweep.online_triage={pruner != 'none'}",
+        "+sweep=lr", f"sweep.study_name=eff-{name}-{len(settings)}-{seed}", f"sweep.sampler.seed={seed}",
+        f"train.epochs={args.epochs}", f"data.train_size={args.images}", "data.val_size=500",
+        f"sweep.n_trials={args.trials}", f"sweep.pruner.name={name}", f"sweep.online_triage={name != 'none'}",
+        *[f"sweep.pruner.{kv}" for kv in settings.split(",") if kv],
     ]  # fmt: skip
     sw, _ = open_sweep(overrides)
     epochs_done = 0
