@@ -86,9 +86,9 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
     args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=3", "train.epochs=4",
             "data.train_size=600", "data.val_size=200", *pin_lr(0.01)]  # fmt: skip
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     try:
-        while time.time() < deadline:  # kill once trial 0 is done and trial 1 has logged an epoch
+        while time.time() < deadline:  # kill once trial 0 is done and trial 1 has logged an epoch (of 4)
             time.sleep(0.5)
             if not (sweeps_home / "optuna.db").exists():
                 continue
@@ -97,7 +97,7 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
             except (KeyError, Exception):  # not created yet, or mid-creation
                 continue
             states = [t.state.name for t in study.get_trials(deepcopy=False)]
-            if states[:1] == ["COMPLETE"] and len(states) == 2 and "mlflow_run_id" in study.trials[1].user_attrs:
+            if states == ["COMPLETE", "RUNNING"] and "mlflow_run_id" in study.trials[1].user_attrs:
                 history = MlflowClient(tracking).get_metric_history(study.trials[1].user_attrs["mlflow_run_id"], "train_loss")
                 if history:
                     break
