@@ -93,8 +93,9 @@ def open_sweep(overrides: list[str], check_data: bool = True) -> tuple[Sweep, An
 
 def _check_keys(space: SearchSpace, job: dict[str, Any]) -> None:
     groups = ("data", "model", "optimizer", "scheduler", "train")
+    cfg = OmegaConf.create(job)
     for key in space.keys:
-        if key.split(".")[0] not in groups or OmegaConf.select(OmegaConf.create(job), key, default="<missing>") == "<missing>":
+        if key.split(".")[0] not in groups or OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
             raise ConfigError(f"sweep.space.{key}: not a training config key (e.g. optimizer.lr, train.clip_theta)")
 
 

@@ -149,7 +149,7 @@ def _load_cached(cfg: DataConfig) -> Arrays:
     return x, y, tx, ty, (cache / "classes.txt").read_text().split("\n")
 
 
-def find_source(root: Path, download: bool) -> tuple[str, list[Path]]:
+def find_source(root: Path, download: bool) -> tuple[str, list[os.DirEntry[str]]]:
     """Detect the source at `root`: ('folders', files) or ('torchvision', batch files)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         return "folders", [f for split in ("train", "test") for f in _files(root / split, depth=2)]
