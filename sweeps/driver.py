@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
+from sweeps.plots import TRIAL_PLOTS
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage
 from sweeps.tracking import Tracker, check_reachable, flatten
@@ -78,6 +79,8 @@ def open_sweep(overrides: list[str], check_data: bool = True) -> tuple[Sweep, An
     pack_size(job)  # pack > 1 needs a GPU and one process
     if check_data:
         find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
+    if (plots := job["tracking"].get("trial_plots", "flagged")) not in TRIAL_PLOTS:
+        raise ConfigError(f"tracking.trial_plots={plots!r} is unknown; choose one of: {', '.join(TRIAL_PLOTS)}")
     check_reachable(job["tracking"]["uri"])
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
     tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from omegaconf import OmegaConf
 
 import triage
-from sweeps.plots import curve_figure
+from sweeps.plots import curve_figure, wants_plot
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import Tracker, flatten
@@ -54,6 +53,7 @@ class Objective:
 
     def __post_init__(self) -> None:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
+        self._typed = TrialConfig.typed(self.job)  # merged onto the schema once, not per trial
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-publish")
 
     @property
@@ -62,10 +62,7 @@ class Objective:
 
     def trial_config(self, values: Mapping[str, Any]) -> TrialConfig:
         """The base config with the sampled values set at their keys, validated."""
-        cfg = OmegaConf.create({k: v for k, v in self.job.items() if k in ("data", "model", "optimizer", "scheduler", "train")})
-        for key, value in values.items():
-            OmegaConf.update(cfg, key, value, force_add=False)
-        return TrialConfig.from_omegaconf(cfg)
+        return TrialConfig.from_typed(self._typed, values)
 
     def data(self, cfg: TrialConfig) -> Dataset:
         """Load once per process; reload only when a trial's data settings differ."""
@@ -145,7 +142,7 @@ class Objective:
 
     def close_trial(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
                     records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
-        """Triage's verdict as user attrs and run tags, curve plot, run closed with the trial's state."""
+        """Triage's verdict as user attrs and run tags, curve plot (see `tracking.trial_plots`), run closed."""
         verdict = triage.classify(curves, self.thresholds, failure=tags.get("sweep.failure"),
                                   error=tags.get("sweep.error"), pruned=state == "PRUNED")  # fmt: skip
         verdict_tags = triage.triage_tags(verdict, self.thresholds)
@@ -153,12 +150,13 @@ class Objective:
             trial.set_user_attr(key, v)
         if "sweep.error" in tags:  # why it was pruned or failed, for the driver's line per trial
             trial.set_user_attr("error", tags["sweep.error"])
-        title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()})"
+        title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()}, {verdict.label})"
+        plot = bool(records) and wants_plot(self.job["tracking"].get("trial_plots", "flagged"), verdict.label)
         tags = {**tags, **verdict_tags, "sweep.seconds": f"{_elapsed(records):.1f}"}
-        self._publisher.submit(self._publish, run_id, state, tags, list(records), title)
+        self._publisher.submit(self._publish, run_id, state, tags, list(records) if plot else [], title)
 
     def _publish(self, run_id: str, state: str, tags: dict[str, Any], records: list[Mapping[str, float]], title: str) -> None:
-        """Plot and close the run in the background: the next trial starts while this one is drawn."""
+        """Plot (when given records) and close the run in the background: the next trial starts meanwhile."""
         if records:
             fig = curve_figure(records, title)
             self.tracker.client.log_figure(run_id, fig, "curves.png")

@@ -67,7 +67,10 @@ def test_completed_pruned_and_failed_trials(tmp_path: Path, sweeps_home: Path, c
         history = client.get_metric_history(done.info.run_id, key)
         assert [m.step for m in history] == [1, 2], key
     assert study.trials[0].value == pytest.approx(client.get_metric_history(done.info.run_id, "train_loss")[-1].value)
-    assert "curves.png" in {a.path for a in client.list_artifacts(done.info.run_id)}
+    for run in runs:  # tracking.trial_plots=flagged: the evidence plot only where triage flags the trial
+        plotted = "curves.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert plotted == (run.data.tags["triage"] != "healthy"), run.data.tags["triage"]
+    assert failed.data.tags["triage"] == "diverging"
 
     assert pruned.data.tags["sweep.state"] == "PRUNED" and pruned.data.tags["sweep.pruned_epoch"] == "1"
     assert pruned.data.tags["sweep.pruned_reason"] == "pruner"
@@ -144,10 +147,12 @@ def test_three_workers_on_postgresql(tmp_path: Path, sweeps_home: Path, cifar_ro
 
 def test_three_workers_on_journal_storage(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
     storage = f"journal:///{sweeps_home}/optuna.journal"
-    sweep(tmp_path, "storage=journal", "sweep.n_workers=3", *pin_lr(0.01), "train.epochs=1", n=4)
+    sweep(tmp_path, "storage=journal", "sweep.n_workers=3", *pin_lr(0.01), "train.epochs=1", "tracking.trial_plots=all", n=4)
     from sweeps.storage import open_storage
 
     _check_workers(open_storage(storage), stores(sweeps_home)[1], "lr", 4)
+    client = MlflowClient(stores(sweeps_home)[1])
+    assert all("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)} for r in children(client, "lr"))
 
 
 def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_root: Path, postgres_url: str) -> None:
@@ -179,6 +184,7 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "sweep.pruner.name=patient"], "sweep.pruner.name='patient' is unknown"),
         (["+sweep=lr", "sweep.storage=postgresql://postgres@127.0.0.1:1/none"], "cannot open Optuna storage"),
         (["+sweep=lr", "tracking.uri=http://127.0.0.1:1"], "unreachable"),
+        (["+sweep=lr", "tracking.trial_plots=some"], "tracking.trial_plots='some' is unknown"),
         (["+sweep=lr", "optimizer.lr=-1"], "optimizer.lr=-1"),
         (["+sweep=lr", "data.root=/nonexistent"], "no CIFAR-10 at /nonexistent"),
         ([], "no sweep chosen"),

@@ -8,6 +8,9 @@ could run with, so bad input fails in one line before any data is read or any mo
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,7 @@ MODELS = ("convnet", "convnet_bn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "exponential", "cosine", "piecewise")
 PRECISIONS = ("fp32", "bf16")
+TRIAL_GROUPS = ("data", "model", "optimizer", "scheduler", "train")
 
 
 class ConfigError(ValueError):
@@ -90,14 +94,24 @@ class TrialConfig:
     @classmethod
     def from_omegaconf(cls, cfg: DictConfig | dict[str, Any]) -> TrialConfig:
         """Type-check the trial's groups of a composed config and return them validated."""
-        groups = {k: cfg[k] for k in ("data", "model", "optimizer", "scheduler", "train") if k in cfg}
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(cls), groups)
-            trial = OmegaConf.to_object(merged)
-        except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None)
-            msg = str(e).splitlines()[0]
-            raise ConfigError(f"{key}: {msg}" if key else msg) from None
+        return cls.from_typed(cls.typed(cfg))
+
+    @classmethod
+    def typed(cls, cfg: DictConfig | dict[str, Any]) -> DictConfig:
+        """The trial's groups of a composed config merged onto this schema (types checked, not values)."""
+        groups = {k: cfg[k] for k in TRIAL_GROUPS if k in cfg}
+        with _config_errors():
+            return OmegaConf.merge(OmegaConf.structured(cls), groups)
+
+    @staticmethod
+    def from_typed(typed: DictConfig, values: Mapping[str, Any] | None = None) -> TrialConfig:
+        """A validated TrialConfig from `typed` (see `typed`, left unchanged) with `values` set at their dotted keys."""
+        with _config_errors():
+            if values:
+                typed = copy.deepcopy(typed)  # far cheaper than merging onto the schema again
+                for key, value in values.items():
+                    OmegaConf.update(typed, key, value, force_add=False)
+            trial = OmegaConf.to_object(typed)
         assert isinstance(trial, TrialConfig)
         trial.validate()
         return trial
@@ -140,6 +154,17 @@ class TrialConfig:
                 raise ConfigError(f"scheduler.milestones={list(s.milestones)}: use strictly increasing epochs > 0")
             if any(v <= 0 for v in s.values):
                 raise ConfigError(f"scheduler.values={list(s.values)}: lr multipliers must be > 0")
+
+
+@contextmanager
+def _config_errors() -> Iterator[None]:
+    """OmegaConf's type errors as one-line ConfigErrors naming the key."""
+    try:
+        yield
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"{key}: {msg}" if key else msg) from None
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
