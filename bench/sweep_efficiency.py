@@ -1,6 +1,6 @@
 """Epochs a sweep spends with and without pruning / online triage, on the same study definition.
 
-    python bench/sweep_efficiency.py [--images 1000] [--epochs 8] [--trials 20] [--seeds 0 1 2]
+    python bench/sweep_efficiency.py [--images 1000] [--val-images 1000] [--epochs 8] [--trials 20] [--seeds 0 1 2]
                                      [--pruners none median successive_halving hyperband]
                                      [--pruners none median:n_startup_trials=2,n_warmup_steps=1]
 
@@ -39,7 +39,7 @@ def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) 
     name, _, settings = pruner.partition(":")  # e.g. median:n_startup_trials=2,n_warmup_steps=1
     overrides = [
         "+sweep=lr", f"sweep.study_name=eff-{name}-{len(settings)}-{seed}", f"sweep.sampler.seed={seed}",
-        f"train.epochs={args.epochs}", f"data.train_size={args.images}", "data.val_size=500",
+        f"train.epochs={args.epochs}", f"data.train_size={args.images}", f"data.val_size={args.val_images}",
         f"sweep.n_trials={args.trials}", f"sweep.pruner.name={name}", f"sweep.online_triage={name != 'none'}",
         *[f"sweep.pruner.{kv}" for kv in settings.split(",") if kv],
     ]  # fmt: skip
@@ -72,6 +72,7 @@ def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--val-images", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

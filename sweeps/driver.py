@@ -115,8 +115,12 @@ def build_sampler(sweep: dict[str, Any], space: SearchSpace) -> optuna.samplers.
 
 def build_pruner(sweep: dict[str, Any], epochs: int) -> optuna.pruners.BasePruner:
     p = sweep["pruner"]
-    if p["name"] == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p["n_startup_trials"], n_warmup_steps=p["n_warmup_steps"])
+    if p["name"] in ("median", "percentile"):
+        percentile = 50.0 if p["name"] == "median" else float(p["percentile"])
+        if not 0 < percentile < 100:
+            raise ConfigError(f"sweep.pruner.percentile={percentile} must be between 0 and 100 (75 keeps the top 75%)")
+        return optuna.pruners.PercentilePruner(percentile, n_startup_trials=p["n_startup_trials"],
+                                               n_warmup_steps=p["n_warmup_steps"])  # fmt: skip
     if p["name"] == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=p["min_resource"], reduction_factor=p["reduction_factor"])
     if p["name"] == "hyperband":
@@ -125,7 +129,7 @@ def build_pruner(sweep: dict[str, Any], epochs: int) -> optuna.pruners.BasePrune
         )
     if p["name"] == "none":
         return optuna.pruners.NopPruner()
-    raise ConfigError(f"sweep.pruner.name={p['name']!r} is unknown; choose one of: median, successive_halving, hyperband, none")
+    raise ConfigError(f"sweep.pruner.name={p['name']!r} is unknown; choose one of: median, percentile, successive_halving, hyperband, none")
 
 
 # --------------------------------------------------------------------------- clean-up of dead trials

@@ -11,7 +11,6 @@ import math
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from training import Dataset, NonFiniteLoss, OutOfMemory, TrialConfig, load_data
 from training.config import DataConfig
 
 RUN_ID_ATTR = "mlflow_run_id"
+TRIAGE_ATTRS = ("triage", "triage.reason")  # the verdict's tags also kept as the trial's user attrs
 TRIAGE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "clip_fraction", "lr")
 
 
@@ -54,7 +54,6 @@ class Objective:
     def __post_init__(self) -> None:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
         self._typed = TrialConfig.typed(self.job)  # merged onto the schema once, not per trial
-        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-publish")
 
     @property
     def sweep(self) -> dict[str, Any]:
@@ -92,9 +91,10 @@ class Objective:
         """Sample the trial's values and open its child run: (values, run id)."""
         values = self.space.suggest(trial)
         trial.set_user_attr(WORKER_ATTR, worker_id())
-        config = flatten({k: v for k, v in self.job.items() if k not in ("hydra", "sweep")})
-        run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, values, config)
+        run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, list(values))
         trial.set_user_attr(RUN_ID_ATTR, run_id)
+        config = flatten({k: v for k, v in self.job.items() if k not in ("hydra", "sweep")})
+        self.tracker.later(self.tracker.log_params, run_id, {**config, **values, "sweep.trial": trial.number})
         return values, run_id
 
     def failure_tags(self, run_id: str, e: BaseException) -> dict[str, Any]:
@@ -127,7 +127,7 @@ class Objective:
         records.append(record)
         for k in TRIAGE_KEYS:
             curves[k].append(record[k])
-        self.tracker.log_epoch(run_id, record)
+        self.tracker.later(self.tracker.log_epoch, run_id, dict(record))
         if self.on_epoch is not None:
             self.on_epoch(trial, record)
         value = record[metric]
@@ -146,25 +146,25 @@ class Objective:
         verdict = triage.classify(curves, self.thresholds, failure=tags.get("sweep.failure"),
                                   error=tags.get("sweep.error"), pruned=state == "PRUNED")  # fmt: skip
         verdict_tags = triage.triage_tags(verdict, self.thresholds)
-        for key, v in verdict_tags.items():
-            trial.set_user_attr(key, v)
+        for key in TRIAGE_ATTRS:  # the rest of the verdict is on the run: each attr is a storage write
+            trial.set_user_attr(key, verdict_tags[key])
         if "sweep.error" in tags:  # why it was pruned or failed, for the driver's line per trial
             trial.set_user_attr("error", tags["sweep.error"])
         title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()}, {verdict.label})"
         plot = bool(records) and wants_plot(self.job["tracking"].get("trial_plots", "flagged"), verdict.label)
         tags = {**tags, **verdict_tags, "sweep.seconds": f"{_elapsed(records):.1f}"}
-        self._publisher.submit(self._publish, run_id, state, tags, list(records) if plot else [], title)
+        self.tracker.later(self._publish, run_id, state, tags, list(records) if plot else [], title)
 
     def _publish(self, run_id: str, state: str, tags: dict[str, Any], records: list[Mapping[str, float]], title: str) -> None:
-        """Plot (when given records) and close the run in the background: the next trial starts meanwhile."""
+        """Plot (when given records) and close the run, on the tracking thread: the next trial starts meanwhile."""
         if records:
             fig = curve_figure(records, title)
             self.tracker.client.log_figure(run_id, fig, "curves.png")
         self.tracker.finish(run_id, state, tags)
 
     def close(self) -> None:
-        """Wait for every trial's run to be published and closed."""
-        self._publisher.shutdown(wait=True)
+        """Wait until every trial's run is published and closed; raise a write that failed."""
+        self.tracker.flush()
 
 
 def _elapsed(records: list[Mapping[str, float]]) -> float:
