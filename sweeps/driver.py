@@ -32,7 +32,7 @@ from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage
 from sweeps.tracking import Tracker, check_reachable, flatten
 from training import TrialConfig
 from training.compose import compose, job_config, write_run_dir
-from training.config import ConfigError
+from training.config import TRIAL_GROUPS, ConfigError
 from training.data import find_source
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -95,10 +95,9 @@ def open_sweep(overrides: list[str], check_data: bool = True) -> tuple[Sweep, An
 
 
 def _check_keys(space: SearchSpace, job: dict[str, Any]) -> None:
-    groups = ("data", "model", "optimizer", "scheduler", "train")
     cfg = OmegaConf.create(job)
     for key in space.keys:
-        if key.split(".")[0] not in groups or OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+        if key.split(".")[0] not in TRIAL_GROUPS or OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
             raise ConfigError(f"sweep.space.{key}: not a training config key (e.g. optimizer.lr, train.clip_theta)")
 
 

@@ -1,10 +1,12 @@
 """MLflow bookkeeping of a sweep: one parent run per study, one child run per trial.
 
-Each epoch's record goes out in one `log_batch` call (step = epoch). Trials hand their writes to
-`Tracker.later`, one background thread that runs them in order, so training never waits on the
-store (about 10-20 ms of SQLAlchemy per call on SQLite); `flush` waits and re-raises a failed write. MLflow's UI breaks on NaN
+Each epoch's record goes out in one `log_batch` call (step = epoch). MLflow's UI breaks on NaN
 metrics, so a non-finite value is left out of its series and recorded as the tag
 `sweep.nonfinite = metric@epoch` (triage reads it as a divergence).
+
+Trials hand their writes to `Tracker.later`: one background thread runs them in order, so training
+does not wait on the store (10-20 ms of SQLAlchemy per call on SQLite). `flush` waits for them and
+re-raises a write that failed; a killed process loses at most the writes still queued.
 """
 
 from __future__ import annotations

@@ -182,6 +182,7 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "sweep.space.optimizer.lr.type=gaussian"], "sweep.space.optimizer.lr.type='gaussian' is unknown"),
         (["+sweep=lr", "sweep.space.optimizer.lr.low=100"], "low < high"),
         (["+sweep=lr", "sweep.pruner.name=patient"], "sweep.pruner.name='patient' is unknown"),
+        (["+sweep=lr", "sweep.pruner.name=percentile", "sweep.pruner.percentile=150"], "between 0 and 100"),
         (["+sweep=lr", "sweep.storage=postgresql://postgres@127.0.0.1:1/none"], "cannot open Optuna storage"),
         (["+sweep=lr", "tracking.uri=http://127.0.0.1:1"], "unreachable"),
         (["+sweep=lr", "tracking.trial_plots=some"], "tracking.trial_plots='some' is unknown"),
@@ -216,3 +217,26 @@ def test_online_triage_stops_a_diverging_trial_and_spares_the_healthy_one(tmp_pa
     saved = 8 - int(stopped.data.tags["sweep.pruned_epoch"])
     assert saved > 0 and f"{saved} by diverging" in p.stderr
     assert len(MlflowClient(tracking).get_metric_history(runs["0.05"].info.run_id, "val_acc")) == 8
+
+
+def test_tracking_writes_keep_their_order_and_failures_surface(tmp_path: Path) -> None:
+    """Trial writes run on the tracking thread in order; one that fails is raised by the next flush."""
+    from mlflow.exceptions import MlflowException
+
+    from sweeps.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "t", str(tmp_path / "artifacts"))
+    run = tracker.start_trial(tracker.parent_run("t", None), "t", 0, ["optimizer.lr"])
+    tracker.later(tracker.log_params, run, {"optimizer.lr": 0.1})
+    for epoch in (1, 2, 3):
+        tracker.later(tracker.log_epoch, run, {"epoch": epoch, "train_loss": 1.0 / epoch})
+    tracker.later(tracker.finish, run, "COMPLETE")
+    tracker.flush()
+    done = tracker.client.get_run(run)
+    assert done.info.status == "FINISHED" and done.data.params["optimizer.lr"] == "0.1"
+    assert [m.step for m in tracker.client.get_metric_history(run, "train_loss")] == [1, 2, 3]
+
+    tracker.later(tracker.log_epoch, "no-such-run", {"epoch": 1, "train_loss": 1.0})
+    with pytest.raises(MlflowException):
+        tracker.flush()
+    tracker.flush()  # raised once, not again
