@@ -143,8 +143,10 @@ class Objective:
     def close_trial(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
                     records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
         """Triage's verdict as user attrs and run tags, curve plot (see `tracking.trial_plots`), run closed."""
+        by_pruner = tags.get("sweep.pruned_reason") in (None, "pruner")  # triage's own stop gets no pruner note
         verdict = triage.classify(curves, self.thresholds, failure=tags.get("sweep.failure"),
-                                  error=tags.get("sweep.error"), pruned=state == "PRUNED")  # fmt: skip
+                                  error=tags.get("sweep.error"), pruned=state == "PRUNED",
+                                  note=None if by_pruner else "")  # fmt: skip
         verdict_tags = triage.triage_tags(verdict, self.thresholds)
         for key in TRIAGE_ATTRS:  # the rest of the verdict is on the run: each attr is a storage write
             trial.set_user_attr(key, verdict_tags[key])

@@ -253,3 +253,10 @@ def test_constant_predictions_after_a_gradient_explosion_is_diverging() -> None:
     assert classify(without_grad).label == "plateau"  # frozen accuracy alone: it never learned
     scaled = {k: [x * 100 for x in v] if k.endswith("loss") else v for k, v in DEAD_AT_CHANCE.items()}
     assert classify(scaled).label == "diverging"  # scale-invariant
+
+
+def test_pruned_note_only_for_the_pruners_stops() -> None:
+    """A stopped run's reason names the pruner by default; an explicit empty note (triage's own stop) does not."""
+    stuck = {"train_loss": [2.31, 2.30, 2.30, 2.30, 2.30], "val_loss": [2.30] * 5}
+    assert "(stopped early by the pruner)" in classify(stuck, pruned=True).reason
+    assert "pruner" not in classify(stuck, pruned=True, note="").reason

@@ -72,7 +72,9 @@ def _prepare(curves: Mapping[str, Sequence[float]], meta: Mapping[str, Any] | No
     arrays = {key: np.asarray(values, dtype=float).ravel() for key, values in curves.items() if values is not None}
     meta = meta or {}
     pruned = bool(meta.get("pruned"))
-    note = meta.get("note") or ("stopped early by the pruner" if pruned else "")
+    note = meta.get("note")  # "" is a note too: stopped early, but not by the pruner
+    if note is None:
+        note = "stopped early by the pruner" if pruned else ""
     return _Run(arrays, None, meta.get("failure"), meta.get("error"), pruned, note)
 
 
@@ -467,14 +469,15 @@ def classify(
     failure: str | None = None,
     error: str | None = None,
     pruned: bool = False,
+    note: str | None = None,
 ) -> Verdict:
     """Classify one run from its per-epoch curves (see the module docstring for the rules).
 
     ``curves`` maps canonical names (``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``,
     ``grad_norm``, ``clip_fraction``, ``lr``) to per-epoch values; missing keys, empty curves and
-    NaN/inf values are allowed.
+    NaN/inf values are allowed. ``failure``, ``error``, ``pruned`` and ``note`` are as in ``classify_many``.
     """
-    meta = {"failure": failure, "error": error, "pruned": pruned}
+    meta = {"failure": failure, "error": error, "pruned": pruned, "note": note}
     return classify_many([curves], thresholds, [meta])[0]
 
 
