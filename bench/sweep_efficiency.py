@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -37,8 +38,9 @@ def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) 
     from sweeps.driver import open_sweep
 
     name, _, settings = pruner.partition(":")  # e.g. median:n_startup_trials=2,n_warmup_steps=1
+    study = re.sub(r"[^\w.-]", "_", pruner)  # one study per setting, in a name Hydra's override parser takes
     overrides = [
-        "+sweep=lr", f"sweep.study_name=eff-{name}-{len(settings)}-{seed}", f"sweep.sampler.seed={seed}",
+        "+sweep=lr", f"sweep.study_name=eff-{study}-{seed}", f"sweep.sampler.seed={seed}",
         f"train.epochs={args.epochs}", f"data.train_size={args.images}", f"data.val_size={args.val_images}",
         f"train.batch_size={args.batch_size}",
         f"sweep.n_trials={args.trials}", f"sweep.pruner.name={name}", f"sweep.online_triage={name != 'none'}",

@@ -28,7 +28,7 @@ from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import TRIAL_PLOTS
 from sweeps.space import SearchSpace
-from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage
+from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, check_reachable, flatten
 from training import TrialConfig
 from training.compose import compose, job_config, write_run_dir
@@ -218,8 +218,9 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                         printed.add(t.number)
                         bar.console.print(trial_line(t, metric))
                         bar.update(task, completed=len(printed))
-                started = {str(t.user_attrs.get(WORKER_ATTR, "")).rpartition(":")[2] for t in trials}
-                pending = sum(str(pid) not in started for pid in procs)
+                # a worker is pending until its trial runs; a finished trial's pid may have been reused
+                started = {t.user_attrs.get(WORKER_ATTR) for t in trials if t.state == TrialState.RUNNING}
+                pending = sum(worker_id(pid) not in started for pid in procs)
                 if len(trials) >= sw.n_trials and not procs:
                     break
                 while len(procs) < k and len(trials) + pending < sw.n_trials:

@@ -23,10 +23,11 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from sweeps.objective import Objective, StopTrial
+from sweeps.storage import fail_stale_trials
 from training import TrialConfig, resolve_device
 from training.config import ConfigError
 from training.fused import Member, check_pack, pack_key, train_epochs_fused
@@ -60,8 +61,7 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
             with warnings.catch_warnings():  # heartbeats outside Study.optimize: we keep one per trial ourselves
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
-                if is_heartbeat_enabled(study._storage):  # as Study.optimize does before each trial
-                    optuna.storages.fail_stale_trials(study)
+                fail_stale_trials(study)  # as Study.optimize does before each trial
                 # WAITING (enqueued) trials are not counted: ask() hands them out first, so they run
                 remaining = sw.n_trials - len(study.get_trials(deepcopy=False, states=STARTED))
                 if remaining <= 0:

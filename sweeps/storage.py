@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -57,8 +56,16 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {}
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_id(pid: int | None = None) -> str:
+    """The WORKER_ATTR value of process `pid` on this host (default: this process)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's heartbeat check: FAIL the trials silent for longer than the grace period (none without heartbeat)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # returns at once when the storage keeps no heartbeat
 
 
 def fail_dead_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -67,8 +74,7 @@ def fail_dead_trials(study: optuna.Study) -> list[FrozenTrial]:
     Heartbeats (RDB storages) catch dead processes on any host after `grace_period`; this catches
     those of this host at once, so re-running right after a kill resumes cleanly.
     """
-    if isinstance(study._storage, RDBStorage) and study._storage.is_heartbeat_enabled():
-        optuna.storages.fail_stale_trials(study)
+    fail_stale_trials(study)
     host = socket.gethostname()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -240,3 +240,19 @@ def test_tracking_writes_keep_their_order_and_failures_surface(tmp_path: Path) -
     with pytest.raises(MlflowException):
         tracker.flush()
     tracker.flush()  # raised once, not again
+
+
+def test_trials_without_heartbeat_fail_on_any_host(tmp_path: Path) -> None:
+    """A trial whose heartbeat stopped (its machine died) is failed after the grace period, wherever it ran."""
+    from sweeps.storage import WORKER_ATTR, fail_dead_trials, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="hb", storage=storage)
+    trial = study.ask()
+    trial.set_user_attr(WORKER_ATTR, "another-host:1")  # not this host: only the heartbeat can tell
+    study._storage.record_heartbeat(trial._trial_id)
+    fail_dead_trials(study)
+    assert study.trials[0].state.name == "RUNNING"  # still within its grace period
+    time.sleep(2.5)
+    fail_dead_trials(study)
+    assert study.trials[0].state.name == "FAIL"
