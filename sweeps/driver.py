@@ -285,14 +285,11 @@ def run(overrides: list[str]) -> int:
 
 
 def _log_parent(sw: Sweep, run_dir: Path) -> None:
-    from mlflow.entities import Param
-
-    sweep = {k: v for k, v in sw.job["sweep"].items() if k != "space"}
-    params = [Param(f"sweep.{k}", mask(str(v))) for k, v in flatten(sweep).items()]
+    params = flatten({k: v for k, v in sw.job["sweep"].items() if k != "space"}, "sweep.")
     existing = sw.tracker.client.get_run(sw.parent_run_id).data.params
-    new = [p for p in params if p.key not in existing]  # a resumed sweep may not change logged params
+    new = {k: v for k, v in params.items() if k not in existing}  # a resumed sweep may not change logged params
     if new:
-        sw.tracker.client.log_batch(sw.parent_run_id, params=new)
+        sw.tracker.log_params(sw.parent_run_id, new)
     sw.tracker.client.log_artifact(sw.parent_run_id, str(run_dir / ".hydra" / "config.yaml"))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 import triage
+from triage.names import CANONICAL
 from sweeps.plots import curve_figure, wants_plot
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
@@ -26,7 +27,6 @@ from training.config import DataConfig
 
 RUN_ID_ATTR = "mlflow_run_id"
 TRIAGE_ATTRS = ("triage", "triage.reason")  # the verdict's tags also kept as the trial's user attrs
-TRIAGE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "clip_fraction", "lr")
 
 
 class StopTrial(optuna.TrialPruned):
@@ -54,6 +54,7 @@ class Objective:
     def __post_init__(self) -> None:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
         self._typed = TrialConfig.typed(self.job)  # merged onto the schema once, not per trial
+        self._params = flatten({k: v for k, v in self.job.items() if k != "sweep"})  # every run's config params
 
     @property
     def sweep(self) -> dict[str, Any]:
@@ -93,8 +94,7 @@ class Objective:
         trial.set_user_attr(WORKER_ATTR, worker_id())
         run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, list(values))
         trial.set_user_attr(RUN_ID_ATTR, run_id)
-        config = flatten({k: v for k, v in self.job.items() if k not in ("hydra", "sweep")})
-        self.tracker.later(self.tracker.log_params, run_id, {**config, **values, "sweep.trial": trial.number})
+        self.tracker.later(self.tracker.log_params, run_id, {**self._params, **values, "sweep.trial": trial.number})
         return values, run_id
 
     def failure_tags(self, run_id: str, e: BaseException) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class Objective:
         metric = self.sweep["objective"]["metric"]
         epoch = int(record["epoch"])
         records.append(record)
-        for k in TRIAGE_KEYS:
+        for k in CANONICAL:  # the curves triage reads
             curves[k].append(record[k])
         self.tracker.later(self.tracker.log_epoch, run_id, dict(record))
         if self.on_epoch is not None:

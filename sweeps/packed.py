@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.objective import Objective, StopTrial
 from sweeps.storage import fail_stale_trials
@@ -113,10 +113,10 @@ class PackedTrial:
             if state == "COMPLETE":
                 with warnings.catch_warnings():  # a NaN objective is told FAIL, as optimize does, quietly
                     warnings.simplefilter("ignore")
-                    study.tell(self.trial, self.value)
+                    frozen = study.tell(self.trial, self.value)
             else:
-                study.tell(self.trial, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
-            _print_line(study, self.trial.number, self.objective.sweep["objective"]["metric"])
+                frozen = study.tell(self.trial, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
+            _print_line(frozen, self.objective.sweep["objective"]["metric"])
 
 
 def _run_pack(objective: Objective, trials: list[PackedTrial]) -> None:
@@ -163,15 +163,10 @@ def _train_group(objective: Objective, group: list[PackedTrial]) -> None:
         for t in group:
             if not t.done:
                 t.fail(e)
-    except BaseException as e:  # Ctrl-C: close what runs, then stop the sweep
-        for t in group:
-            if not t.done:
-                t.fail(e)
-        raise
+    # Ctrl-C goes on to `_run_pack`, which fails every trial still running and stops the sweep
 
 
-def _print_line(study: optuna.Study, number: int, metric: str) -> None:
+def _print_line(frozen: FrozenTrial, metric: str) -> None:
     from sweeps.driver import console, trial_line  # the driver imports this module
 
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     console.print(trial_line(frozen, metric))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from triage import MetricNames, summarize  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
 from triage.mlflow_io import TriageError, build_curves  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "triage"))
@@ -222,16 +221,12 @@ def test_metric_name_mapping_on_a_plain_loop(store: str, tmp_path: Path) -> None
     assert MlflowClient(store).get_run(rid).data.tags["triage"] == s.verdicts[rid].label
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "triage", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
-
-
 def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     rid = _plain_logistic_regression_loop(store, "plain-cli", lr=0.05)
-    out = _cli("summarize", "--experiment", "plain-cli", "--tracking-uri", store, "--out", str(tmp_path / "r"),
-               "--train-loss", "loss", "--val-loss", "val_loss", "--train-acc", "accuracy", "--val-acc", "val_accuracy")
+    out = run_cli("triage", "summarize", "--experiment", "plain-cli", "--tracking-uri", store, "--out", str(tmp_path / "r"),
+                  "--train-loss", "loss", "--val-loss", "val_loss", "--train-acc", "accuracy", "--val-acc", "val_accuracy",
+                  cwd=tmp_path, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "r" / "triage_summary.html").exists()
     label = MlflowClient(store).get_run(rid).data.tags["triage"]
@@ -259,7 +254,8 @@ def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsy
         lines = [l for l in capsys.readouterr().err.strip().splitlines() if not l.startswith("20")]  # mlflow logs
         assert len(lines) == 1 and lines[0].startswith("triage: "), (args, lines)
     assert not (tmp_path / "missing.db").exists()  # a missing store is reported, not created
-    out = _cli("summarize", "--experiment", "nope", "--tracking-uri", store)  # the real entry point
+    out = run_cli("triage", "summarize", "--experiment", "nope", "--tracking-uri", store,
+                  cwd=tmp_path, timeout=120)  # the real entry point
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("triage: no experiment named")
 
 

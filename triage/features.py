@@ -34,7 +34,6 @@ class CurveStats(NamedTuple):
     gain: float           # 1 - tail / start (> 0: fell overall)
     lost: float           # (tail_min - best) / (start - best): share of the progress given back
     settle_i: int         # first epoch of the final flat stretch (see _block_stats)
-    premin: float         # minimum before the peak (inf when the peak is the first epoch)
     osc_ups: int          # epochs that rose by ≥ osc_amplitude (relative to the epoch before)
     osc_var: float        # relative up-and-down movement beyond the net change, per epoch (Σ|Δlog| − |ΣΔlog|)/(n−1)
     sbest: float          # minimum of the 3-epoch running median (robust minimum)
@@ -95,8 +94,6 @@ def _block_stats(x: np.ndarray, th: Thresholds, shape: bool = True) -> list[Curv
     share_from = count_from / np.arange(n, 0, -1)[None, :]
     flat_from = within & (share_from >= th.dead_flat_share)
     settle_i = np.where(flat_from.any(axis=1), np.argmax(flat_from, axis=1), n)
-    cummin = np.minimum.accumulate(x, axis=1)
-    premin = np.where(peak_i > 0, cummin[rows, np.maximum(peak_i - 1, 0)], np.inf)
     if n >= 2:
         # relative moves (log-returns), so noise counts the same at every level of a falling curve
         positive = (x > 0).all(axis=1)
@@ -128,7 +125,7 @@ def _block_stats(x: np.ndarray, th: Thresholds, shape: bool = True) -> list[Curv
     cols = (
         np.full(m, n), start, last, best, best_i, peak, peak_i, tail, tail_min,
         tail_block.max(axis=1), earlier, 1.0 - _ratio(tail, earlier), 1.0 - _ratio(tail, start), lost,
-        settle_i, premin, osc_ups, osc_var, sbest, sbest_i, t90, late_rate, fast_rate, late_rel,
+        settle_i, osc_ups, osc_var, sbest, sbest_i, t90, late_rate, fast_rate, late_rel,
     )
     return [CurveStats._make(r) for r in zip(*(c.tolist() for c in cols))]
 

@@ -6,10 +6,6 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-#: Canonical curve names the rules read (see ``triage.rules``).
-CANONICAL = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "clip_fraction", "lr")
-
-
 @dataclass(frozen=True)
 class MetricNames:
     """MLflow metric name of each canonical curve; the defaults are the training core's names.
@@ -31,6 +27,10 @@ class MetricNames:
     def mapping(self) -> dict[str, str]:
         """MLflow metric name → canonical name."""
         return {getattr(self, f.name): f.name for f in fields(self)}
+
+
+#: Canonical curve names the rules read (see ``triage.rules``).
+CANONICAL: tuple[str, ...] = tuple(f.name for f in fields(MetricNames))
 
 
 def default_tracking_uri() -> str:
