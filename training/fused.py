@@ -4,7 +4,8 @@ A small ConvNet leaves a GPU mostly idle; K trials that differ only in their opt
 share every batch, so they are trained as one wider model (HFTA, MLSys'21):
 
     conv 3→32     one convolution with K·32 output channels (the input batch is shared: no repeat)
-    conv 32→64    one grouped convolution, groups=K (member i sees only its own 32 channels)
+    conv 32→64    one grouped convolution, groups=K (member i sees only its own 32 channels; on a CPU,
+                  member by member: see `_grouped_conv`)
     fc, fc        batched matmuls (torch.baddbmm) over a leading member dimension (on a CPU,
                   where fusion only runs to be checked, member by member: see BatchedLinear)
     optimizer     torch.optim's SGD / Adam / AdamW update written once over (K, ...) tensors,
@@ -59,8 +60,17 @@ import torch.nn.functional as F
 from training.config import ConfigError, TrialConfig
 from training.data import Dataset, Split, batches, load_data
 from training.errors import NonFiniteLoss, OutOfMemory
-from training.loop import FINITE_CHECK_EVERY, RECORD_KEYS, FitResult, OnBatch, Record, resolve_device
-from training.metrics import classification_metrics
+from training.loop import (
+    FINITE_CHECK_EVERY,
+    NO_VAL,
+    RECORD_KEYS,
+    FitResult,
+    OnBatch,
+    Record,
+    predict,
+    resolve_device,
+    split_metrics,
+)
 from training.model import build_model
 from training.optim import build_optimizer, build_scheduler
 
@@ -197,8 +207,8 @@ class FusedConvNet:
         for i, conv in enumerate(CONVS):
             # the first conv reads the shared batch, so K·32 output channels need no repeated input;
             # the second is grouped: member i's 64 outputs see only member i's 32 inputs
-            w, b = p[f"{conv}.weight"].flatten(0, 1), p[f"{conv}.bias"].flatten()
-            h = F.conv2d(h, w, b, padding=1, groups=1 if i == 0 else k)
+            w, b = p[f"{conv}.weight"], p[f"{conv}.bias"]
+            h = F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=1) if i == 0 else _grouped_conv(h, w, b)
             if self.batch_norm:  # per channel, so per member; running stats are views of (K, C) buffers
                 n = NORMS[i]
                 h = F.batch_norm(h, self.buffers[f"{n}.running_mean"].view(-1), self.buffers[f"{n}.running_var"].view(-1),
@@ -248,6 +258,18 @@ class BatchedLinear(torch.autograd.Function):
         return gx, gw, g.sum(1)
 
 
+def _grouped_conv(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Member i's conv (weights w[i], K×out×in×3×3) on its own channels of h (B×K·in×H×W), padding 1.
+
+    One grouped convolution on a GPU. On a CPU, where fusion only runs to be checked, one plain
+    convolution per member: oneDNN's grouped kernel sums the weight and bias gradients in another
+    order on AVX-512 machines, and an L2-penalized SGD trial amplifies that last bit past 1e-4.
+    """
+    if h.device.type != "cpu":
+        return F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=1, groups=len(w))
+    return torch.cat([F.conv2d(hk, wk, bk, padding=1) for hk, wk, bk in zip(h.chunk(len(w), 1), w, b)], 1)
+
+
 def _stack(t: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
     return t.detach().to(device).unsqueeze(0).repeat(k, *([1] * t.ndim)).contiguous()
 
@@ -289,7 +311,7 @@ class FusedOptimizer:
             return torch.tensor(values, dtype=torch.float32, device=device)
 
         lr = [m.lrs[epoch - 1] for m in members]
-        h: dict[str, Any] = {"lr": t(lr), "any_wd": any(m.weight_decay for m in members)}
+        h: dict[str, Any] = {"neg_lr": t([-x for x in lr]), "any_wd": any(m.weight_decay for m in members)}
         if self.family == "sgd":
             h["weight_decay"] = t([m.weight_decay for m in members])
             h["momentum"] = t([m.momentum for m in members])
@@ -299,7 +321,7 @@ class FusedOptimizer:
             return h
         # Adam's per-step scalars, in Python floats as torch computes them, for the epoch's steps
         steps = range(first_step, first_step + steps_per_epoch)
-        h["step_size"] = t([[lr_ / (1 - m.beta1**s) for lr_, m in zip(lr, members)] for s in steps])
+        h["neg_step_size"] = t([[-lr_ / (1 - m.beta1**s) for lr_, m in zip(lr, members)] for s in steps])
         h["bc2_sqrt"] = t([[(1 - m.beta2**s) ** 0.5 for m in members] for s in steps])
         h["one_minus_beta1"] = t([1 - m.beta1 for m in members])
         h["beta2"] = t([m.beta2 for m in members])
@@ -328,7 +350,7 @@ class FusedOptimizer:
                         s["buf"].mul_(b(h["momentum"])).add_(g)
                     buf = s["buf"]
                     g = torch.where(b(h["nesterov"]), g.addcmul(buf, b(h["momentum"])), buf) if h["any_nesterov"] else buf
-                w.addcmul_(g, b(-h["lr"]))
+                w.addcmul_(g, b(h["neg_lr"]))
             else:
                 if "exp_avg" not in s:
                     s["exp_avg"], s["exp_avg_sq"] = torch.zeros_like(w), torch.zeros_like(w)
@@ -339,7 +361,7 @@ class FusedOptimizer:
                 s["exp_avg"].lerp_(g, b(h["one_minus_beta1"]))
                 s["exp_avg_sq"].mul_(b(h["beta2"])).addcmul_(g, g * b(h["one_minus_beta2"]))
                 denom = (s["exp_avg_sq"].sqrt() / b(h["bc2_sqrt"][j])).add_(b(h["eps"]))
-                w.addcdiv_(b(-h["step_size"][j]) * s["exp_avg"], denom)
+                w.addcdiv_(b(h["neg_step_size"][j]) * s["exp_avg"], denom)
 
     def keep(self, idx: torch.Tensor) -> None:
         self.state = {n: {k: v[idx] for k, v in s.items()} for n, s in self.state.items()}
@@ -432,17 +454,13 @@ class FusedTrials:
             def leave_nonfinite(bad: list[int]) -> None:
                 """Record the partial epoch of the members at positions `bad` (as the plain loop); drop them."""
                 nonlocal loss_sum, pen_sum, correct, norms, hyper
-                train_seconds = time.perf_counter() - start
-                stats = _train_stats(loss_sum, pen_sum, correct, norms, seen, steps)
+                stats = _train_stats(loss_sum, pen_sum, correct, norms, seen, steps, hyper["theta"])
+                seconds = time.perf_counter() - start
                 for p in bad:
                     i = self.active[p]
-                    r = self._train_record(i, epoch, stats[p])
-                    r.update({key: math.nan for key in RECORD_KEYS if key.startswith("val_")})
-                    r["epoch_seconds"] = time.perf_counter() - start
-                    r["images_per_second"] = seen / train_seconds
-                    records[i] = {key: r[key] for key in RECORD_KEYS}
+                    records[i] = self._record(i, epoch, stats[p], NO_VAL, seconds, seen / seconds)
                     self.status[i] = "nonfinite"
-                    self.errors[i] = NonFiniteLoss(epoch, steps, r["train_loss"])
+                    self.errors[i] = NonFiniteLoss(epoch, steps, records[i]["train_loss"])
                 keep = [p for p in range(len(self.active)) if p not in bad]
                 idx = torch.tensor(keep, device=self.device, dtype=torch.long)
                 loss_sum, pen_sum, correct = loss_sum[idx], pen_sum[idx], correct[idx]
@@ -469,15 +487,12 @@ class FusedTrials:
             if self.active and (bad := _nonfinite(loss_sum)):
                 leave_nonfinite(bad)
             if self.active:
-                train_seconds = time.perf_counter() - start
-                stats = _train_stats(loss_sum, pen_sum, correct, norms, seen, steps)
+                stats = _train_stats(loss_sum, pen_sum, correct, norms, seen, steps, hyper["theta"])
+                images_per_second = seen / (time.perf_counter() - start)
                 val = self._evaluate(forward, data.val, memory_format, autocast)
-                epoch_seconds = time.perf_counter() - start
+                seconds = time.perf_counter() - start
                 for p, i in enumerate(self.active):
-                    r = {**self._train_record(i, epoch, stats[p]), **val[p]}
-                    r["epoch_seconds"] = epoch_seconds
-                    r["images_per_second"] = seen / train_seconds
-                    records[i] = {key: r[key] for key in RECORD_KEYS}
+                    records[i] = self._record(i, epoch, stats[p], val[p], seconds, images_per_second)
                     if epoch == t.epochs:
                         self.status[i] = "completed"
             yield records
@@ -497,7 +512,8 @@ class FusedTrials:
             torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1), dim=1
         )  # each member's global L2 norm, over its own gradients only (clip_grad_norm_'s)
         if h["clip"]:  # clip_grad_norm_: g·min(θ/(norm+1e-6), 1); members without θ keep g·1
-            coef = torch.where(h["has_clip"], (h["theta"] / (norm + CLIP_EPS)).clamp(max=1.0), 1.0)
+            # θ/t for a Python θ is t.reciprocal()·θ in torch (Tensor.__rtruediv__), which rounds otherwise than θ_t/t
+            coef = torch.where(h["has_clip"], ((norm + CLIP_EPS).reciprocal() * h["theta"]).clamp(max=1.0), 1.0)
             for g in grads:
                 g.mul_(_per_member(coef, g))
         self.opt.step(self.model.params, grads, h, j)
@@ -514,32 +530,20 @@ class FusedTrials:
             total = total + torch.where(h["l2"] != 0, h["l2"] * sum(w.pow(2).flatten(1).sum(1) for w in weights), 0.0)
         return total
 
-    def _train_record(self, i: int, epoch: int, stats: list[float]) -> Record:
-        train_loss, train_acc, pen, grad_norm, grad_norm_max, norms = stats
-        theta = self.cfgs[i].train.clip_theta
-        clip_fraction = float((norms > theta).float().mean()) if theta is not None else 0.0
-        return {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "lr": self.members[i].lrs[epoch - 1],
-                "grad_norm": grad_norm, "grad_norm_max": grad_norm_max, "clip_fraction": clip_fraction,
-                "penalty": pen}  # fmt: skip
+    def _record(self, i: int, epoch: int, stats: list[float], val: Record, seconds: float,
+                images_per_second: float) -> Record:  # fmt: skip
+        """Trial `i`'s record of this epoch, as the plain loop writes it."""
+        r = {"epoch": epoch, **dict(zip(TRAIN_STATS, stats)), "lr": self.members[i].lrs[epoch - 1], **val,
+             "epoch_seconds": seconds, "images_per_second": images_per_second}  # fmt: skip
+        return {key: r[key] for key in RECORD_KEYS}
 
     @torch.no_grad()
     def _evaluate(self, forward, split: Split, memory_format, autocast) -> list[Record]:  # type: ignore[no-untyped-def]
         """Each member's loss and metrics on a whole split (eval mode), as the plain loop's `evaluate`."""
-        c = self.cfgs[0]
         self.model.training = False
-        logits = []
-        for x, _ in batches(split, c.train.eval_batch_size, c.data):
-            with autocast:
-                logits.append(forward(x.contiguous(memory_format=memory_format)).float())
-        all_logits = torch.cat(logits, dim=1)  # K×N×C
-        out = []
-        y = split.y.cpu().numpy()
-        for member_logits in all_logits:
-            loss = F.cross_entropy(member_logits, split.y).item()
-            probs = torch.softmax(member_logits.double(), dim=1).cpu().numpy()
-            out.append({"val_loss": loss, **classification_metrics(y, probs, "val_")})
+        logits = predict(forward, split, self.cfgs[0], memory_format, autocast, batch_dim=1)  # K×N×C
         self.model.training = True
-        return out
+        return [split_metrics(member_logits, split.y) for member_logits in logits]
 
 
 def _nonfinite(loss_sum: torch.Tensor) -> list[int]:
@@ -547,12 +551,15 @@ def _nonfinite(loss_sum: torch.Tensor) -> list[int]:
     return torch.nonzero(~torch.isfinite(loss_sum)).flatten().tolist()
 
 
-def _train_stats(loss_sum, pen_sum, correct, norms, seen, steps) -> list[list]:  # type: ignore[no-untyped-def]
-    """Per member: train_loss, train_acc, penalty, mean and max grad norm (floats) and its norms (CPU tensor)."""
+TRAIN_STATS = ("train_loss", "train_acc", "penalty", "grad_norm", "grad_norm_max", "clip_fraction")
+
+
+def _train_stats(loss_sum, pen_sum, correct, norms, seen, steps, theta) -> list[list[float]]:  # type: ignore[no-untyped-def]
+    """Per member, the TRAIN_STATS values in one device sync; `theta` is (K,) with inf where a trial has no θ."""
     norm_t = torch.stack(norms).float()  # steps×K
-    summary = torch.stack([loss_sum / seen, correct / seen, pen_sum / steps, norm_t.mean(0), norm_t.max(0).values], dim=1)
-    per_member_norms = norm_t.t().cpu()
-    return [[*row, per_member_norms[p]] for p, row in enumerate(summary.tolist())]
+    clip_fraction = (norm_t > theta).float().mean(0)  # as the plain loop's (norms > θ).float().mean()
+    return torch.stack([loss_sum / seen, correct / seen, pen_sum / steps, norm_t.mean(0), norm_t.max(0).values,
+                        clip_fraction], dim=1).tolist()  # fmt: skip
 
 
 def train_epochs_fused(

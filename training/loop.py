@@ -30,6 +30,7 @@ RECORD_KEYS = (
     "images_per_second",
 )  # fmt: skip
 FINITE_CHECK_EVERY = 10  # steps between loss checks: a NaN stays NaN in the running sum, so none is missed
+NO_VAL = {k: math.nan for k in RECORD_KEYS if k.startswith("val_")}  # an epoch cut short is not evaluated
 
 Record = dict[str, float]
 
@@ -114,7 +115,7 @@ def _train(cfg: TrialConfig, data: Dataset, device: torch.device, on_batch: OnBa
             "penalty": (pen_sum / steps).item(),
         }
         if failed is not None:
-            record.update({k: math.nan for k in RECORD_KEYS if k.startswith("val_")})
+            record.update(NO_VAL)
         else:
             record.update(evaluate(forward, data.val, cfg, memory_format, autocast))
         record["epoch_seconds"] = time.perf_counter() - start
@@ -163,18 +164,33 @@ def evaluate(
     prefix: str = "val_",
 ) -> Record:
     """Loss and classification metrics of the model on a whole split (eval mode, no augmentation)."""
-    module = forward if isinstance(forward, nn.Module) else None
-    if module is not None:
-        module.eval()
+    if isinstance(forward, nn.Module):
+        forward.eval()
+    return split_metrics(predict(forward, split, cfg, memory_format, autocast), split.y, prefix)
+
+
+@torch.no_grad()
+def predict(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    split: Split,
+    cfg: TrialConfig,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    autocast=nullcontext(),  # type: ignore[no-untyped-def]
+    batch_dim: int = 0,
+) -> torch.Tensor:
+    """The float32 logits of a whole split, in eval batches; `batch_dim` is 1 for a fused (K×B×C) forward."""
     logits = []
     for x, _ in batches(split, cfg.train.eval_batch_size, cfg.data):
         with autocast:
             logits.append(forward(x.contiguous(memory_format=memory_format)).float())
-    all_logits = torch.cat(logits)
-    loss = F.cross_entropy(all_logits, split.y).item()
-    probs = torch.softmax(all_logits.double(), dim=1).cpu().numpy()
-    metrics = classification_metrics(split.y.cpu().numpy(), probs, prefix)
-    return {f"{prefix}loss": loss, **metrics}
+    return torch.cat(logits, dim=batch_dim)
+
+
+def split_metrics(logits: torch.Tensor, y: torch.Tensor, prefix: str = "val_") -> Record:
+    """Cross-entropy and classification metrics of one model's logits (N×C) against labels `y`."""
+    loss = F.cross_entropy(logits, y).item()
+    probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
+    return {f"{prefix}loss": loss, **classification_metrics(y.cpu().numpy(), probs, prefix)}
 
 
 @dataclass
