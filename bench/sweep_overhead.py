@@ -88,13 +88,13 @@ def main() -> None:
         """The sweep's objective with each trial's recorded epochs in place of training."""
 
         def _train(self, trial: optuna.Trial, values: Mapping[str, Any], run_id: str,
-                   records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> float:  # fmt: skip
+                   records: list[Mapping[str, float]]) -> float:  # fmt: skip
             value = math.nan
             for record in recorded[values["optimizer.lr"]]:
-                value = self.after_epoch(trial, run_id, record, records, curves, args.epochs)
+                value = self.after_epoch(trial, run_id, record, records, args.epochs)
             return value
 
-    replay = Replay(sw.job, sw.space, sw.tracker, sw.parent_run_id)
+    replay = Replay(sw.job, sw.space, sw.tracker, sw.parent_run_id, sw.typed)
     main_ms, total_ms = [], []
     for _ in range(args.repeats):
         for lr in lrs:

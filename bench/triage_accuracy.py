@@ -10,26 +10,12 @@ whether any diverging or crashed run was labeled healthy (it must never be).
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "triage" / "curves.json"
-
-
-def load_fixture(path: Path = FIXTURE) -> list[dict[str, Any]]:
-    """The fixture's runs that were kept after inspection, curves with NaN for non-finite points."""
-    doc = json.loads(path.read_text())
-    dropped = set(doc.get("dropped", {}))
-    runs = []
-    for r in doc["runs"]:
-        if r["id"] in dropped:
-            continue
-        r = dict(r)
-        r["curves"] = {k: [math.nan if v is None else v for v in vs] for k, vs in r["curves"].items()}
-        runs.append(r)
-    return runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fixture's loader lives with the tests
+from tests.fixtures.triage.load import FIXTURE, load_runs  # noqa: E402
 
 
 def evaluate(runs: list[dict[str, Any]]) -> tuple[list[str], list[str], list[Any]]:
@@ -49,7 +35,7 @@ def main() -> None:
 
     import triage
 
-    runs = load_fixture(args.fixture)
+    runs = load_runs(args.fixture)
     truth, pred, verdicts = evaluate(runs)
     labels = [lb for lb in triage.LABELS if lb in truth or lb in pred]
     cm = confusion_matrix(truth, pred, labels=labels)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
@@ -53,17 +53,22 @@ class Sweep:
     study: optuna.Study
     tracker: Tracker
     parent_run_id: str
+    typed: DictConfig  # the training groups merged onto the schema, once per process
 
     @property
     def n_trials(self) -> int:
         return int(self.job["sweep"]["n_trials"])
 
     def objective(self, **kw: Any) -> Objective:
-        return Objective(self.job, self.space, self.tracker, self.parent_run_id, **kw)
+        return Objective(self.job, self.space, self.tracker, self.parent_run_id, self.typed, **kw)
 
 
-def open_sweep(overrides: list[str], check_data: bool = True) -> tuple[Sweep, Any]:
-    """Compose and check everything, then open (or create) the study, experiment and parent run."""
+def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
+    """Compose and check everything, then open (or create) the study, experiment and parent run.
+
+    A `worker` (started by `run_workers` after the driver checked and opened everything) skips what
+    only the driver needs: the dataset and tracking-server probes and the parent run's update.
+    """
     cfg = compose(overrides)
     if "sweep" not in cfg:
         raise ConfigError(f"no sweep chosen: add +sweep=NAME (one of: {', '.join(SWEEPS)})")
@@ -71,27 +76,30 @@ def open_sweep(overrides: list[str], check_data: bool = True) -> tuple[Sweep, An
     assert isinstance(job, dict)
     sweep = job["sweep"]
     space = SearchSpace.from_config(sweep["space"])
-    base = TrialConfig.from_omegaconf(job)
+    typed = TrialConfig.typed(job)
+    base = TrialConfig.from_typed(typed)  # validated
     _check_keys(space, job)
     sampler, pruner = build_sampler(sweep, space), build_pruner(sweep, base.train.epochs)
     if int(sweep["n_trials"]) < 1 or int(sweep["n_workers"]) < 1:
         raise ConfigError("sweep.n_trials and sweep.n_workers must be >= 1")
     pack_size(job)  # pack > 1 needs a GPU and one process
-    if check_data:
-        find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
     if (plots := job["tracking"].get("trial_plots", "flagged")) not in TRIAL_PLOTS:
         raise ConfigError(f"tracking.trial_plots={plots!r} is unknown; choose one of: {', '.join(TRIAL_PLOTS)}")
-    check_reachable(job["tracking"]["uri"])
+    if not worker:
+        find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
+        check_reachable(job["tracking"]["uri"])
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
     tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))
     study = optuna.create_study(
         study_name=sweep["study_name"], storage=storage, sampler=sampler, pruner=pruner,
         direction=sweep["objective"]["direction"], load_if_exists=True,
     )  # fmt: skip
+    if worker:
+        return Sweep(job, space, study, tracker, study.user_attrs[PARENT_ATTR], typed), cfg
     parent = tracker.parent_run(sweep["study_name"], study.user_attrs.get(PARENT_ATTR))
     if PARENT_ATTR not in study.user_attrs:
         study.set_user_attr(PARENT_ATTR, parent)
-    return Sweep(job, space, study, tracker, parent), cfg
+    return Sweep(job, space, study, tracker, parent, typed), cfg
 
 
 def _check_keys(space: SearchSpace, job: dict[str, Any]) -> None:
@@ -247,7 +255,7 @@ def _gpu_count() -> int:
 
 def worker() -> int:
     """One trial of the study named by the overrides in $SWEEPS_WORKER_OVERRIDES (started by run_workers)."""
-    sw, _ = open_sweep(json.loads(os.environ[WORKER_ENV]), check_data=False)
+    sw, _ = open_sweep(json.loads(os.environ[WORKER_ENV]), worker=True)
     objective = sw.objective()
     try:
         sw.study.optimize(objective, n_trials=1, catch=(Exception,))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import traceback
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from omegaconf import DictConfig
 
 import triage
 from triage.names import CANONICAL
@@ -48,12 +48,12 @@ class Objective:
     space: SearchSpace
     tracker: Tracker
     parent_run_id: str
+    typed: DictConfig  # the job's training groups merged onto the schema once (`TrialConfig.typed`)
     on_epoch: Callable[[optuna.Trial, Mapping[str, float]], None] | None = None
     _data: tuple[DataConfig, Dataset] | None = None
 
     def __post_init__(self) -> None:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
-        self._typed = TrialConfig.typed(self.job)  # merged onto the schema once, not per trial
         self._params = flatten({k: v for k, v in self.job.items() if k != "sweep"})  # every run's config params
 
     @property
@@ -62,7 +62,7 @@ class Objective:
 
     def trial_config(self, values: Mapping[str, Any]) -> TrialConfig:
         """The base config with the sampled values set at their keys, validated."""
-        return TrialConfig.from_typed(self._typed, values)
+        return TrialConfig.from_typed(self.typed, values)
 
     def data(self, cfg: TrialConfig) -> Dataset:
         """Load once per process; reload only when a trial's data settings differ."""
@@ -72,11 +72,10 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         values, run_id = self.start(trial)
-        curves: dict[str, list[float]] = defaultdict(list)
         records: list[Mapping[str, float]] = []
         state, tags = "FAIL", {}
         try:
-            value = self._train(trial, values, run_id, records, curves)
+            value = self._train(trial, values, run_id, records)
             state = "COMPLETE"
             return value
         except StopTrial as e:
@@ -86,7 +85,7 @@ class Objective:
             tags = self.failure_tags(run_id, e)
             raise
         finally:
-            self.close_trial(trial, run_id, state, tags, records, curves)
+            self.close_trial(trial, run_id, state, tags, records)
 
     def start(self, trial: optuna.Trial) -> tuple[dict[str, Any], str]:
         """Sample the trial's values and open its child run: (values, run id)."""
@@ -108,16 +107,16 @@ class Objective:
         return {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
     def _train(self, trial: optuna.Trial, values: Mapping[str, Any], run_id: str,
-               records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> float:  # fmt: skip
+               records: list[Mapping[str, float]]) -> float:  # fmt: skip
         cfg = self.trial_config(values)
         value = math.nan
         for record in train_epochs(cfg, self.data(cfg)):
-            value = self.after_epoch(trial, run_id, record, records, curves, cfg.train.epochs)
+            value = self.after_epoch(trial, run_id, record, records, cfg.train.epochs)
         return value
 
     def after_epoch(self, trial: optuna.Trial, run_id: str, record: Mapping[str, float],
-                    records: list[Mapping[str, float]], curves: dict[str, list[float]], epochs: int) -> float:  # fmt: skip
-        """Log one epoch; raise StopTrial when triage's online stop or the pruner ends the trial.
+                    records: list[Mapping[str, float]], epochs: int) -> float:  # fmt: skip
+        """Append and log one epoch; raise StopTrial when triage's online stop or the pruner ends the trial.
 
         Returns the objective metric's value. A non-finite loss is logged and returned without a
         verdict: the training loop ends that trial next (FAIL, nonfinite), it is not pruned.
@@ -125,15 +124,13 @@ class Objective:
         metric = self.sweep["objective"]["metric"]
         epoch = int(record["epoch"])
         records.append(record)
-        for k in CANONICAL:  # the curves triage reads
-            curves[k].append(record[k])
         self.tracker.later(self.tracker.log_epoch, run_id, dict(record))
         if self.on_epoch is not None:
             self.on_epoch(trial, record)
         value = record[metric]
         if not math.isfinite(record["train_loss"]):
             return value
-        if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves, self.thresholds)) is not None:
+        if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves_of(records), self.thresholds)) is not None:
             raise StopTrial(epoch, "diverging", verdict.reason)
         trial.report(value, epoch)
         if epoch < epochs and trial.should_prune():  # after the last epoch there is nothing to save
@@ -141,10 +138,10 @@ class Objective:
         return value
 
     def close_trial(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
-                    records: list[Mapping[str, float]], curves: dict[str, list[float]]) -> None:  # fmt: skip
+                    records: list[Mapping[str, float]]) -> None:  # fmt: skip
         """Triage's verdict as user attrs and run tags, curve plot (see `tracking.trial_plots`), run closed."""
         by_pruner = tags.get("sweep.pruned_reason") in (None, "pruner")  # triage's own stop gets no pruner note
-        verdict = triage.classify(curves, self.thresholds, failure=tags.get("sweep.failure"),
+        verdict = triage.classify(curves_of(records), self.thresholds, failure=tags.get("sweep.failure"),
                                   error=tags.get("sweep.error"), pruned=state == "PRUNED",
                                   note=None if by_pruner else "")  # fmt: skip
         verdict_tags = triage.triage_tags(verdict, self.thresholds)
@@ -167,6 +164,11 @@ class Objective:
     def close(self) -> None:
         """Wait until every trial's run is published and closed; raise a write that failed."""
         self.tracker.flush()
+
+
+def curves_of(records: list[Mapping[str, float]]) -> dict[str, list[float]]:
+    """The per-epoch curves triage reads, by their canonical names."""
+    return {k: [r[k] for r in records] for k in CANONICAL}
 
 
 def _elapsed(records: list[Mapping[str, float]]) -> float:

@@ -82,7 +82,6 @@ class PackedTrial:
         self.values, self.run_id = objective.start(trial)
         self.cfg: TrialConfig | None = None
         self.records: list[Mapping[str, float]] = []
-        self.curves: dict[str, list[float]] = defaultdict(list)
         self.value = math.nan
         self.done = False
 
@@ -90,8 +89,7 @@ class PackedTrial:
         """Log an epoch; the StopTrial that ends the trial (online triage, pruner), or None."""
         assert self.cfg is not None
         try:
-            self.value = self.objective.after_epoch(self.trial, self.run_id, record, self.records, self.curves,
-                                                    self.cfg.train.epochs)  # fmt: skip
+            self.value = self.objective.after_epoch(self.trial, self.run_id, record, self.records, self.cfg.train.epochs)
         except StopTrial as e:
             return e
         return None
@@ -106,7 +104,7 @@ class PackedTrial:
             return
         self.done = True
         try:
-            self.objective.close_trial(self.trial, self.run_id, state, tags or {}, self.records, self.curves)
+            self.objective.close_trial(self.trial, self.run_id, state, tags or {}, self.records)
         finally:
             self.heartbeat.close()
             study = self.trial.study

@@ -4,30 +4,14 @@ scales, each label verified by reading the curves."""
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 import triage
+from tests.fixtures.triage.load import load_runs
 
-FIXTURE = Path(__file__).parent / "fixtures" / "triage" / "curves.json"
-
-
-def _runs() -> list[dict]:
-    doc = json.loads(FIXTURE.read_text())
-    dropped = set(doc["dropped"])
-    out = []
-    for r in doc["runs"]:
-        if r["id"] not in dropped:
-            r["curves"] = {k: [math.nan if v is None else v for v in vs] for k, vs in r["curves"].items()}
-            out.append(r)
-    return out
-
-
-RUNS = _runs()
+RUNS = load_runs()
 VERDICTS = dict(zip((r["id"] for r in RUNS), triage.classify_many(
     [r["curves"] for r in RUNS], metas=[{"failure": r["failure"], "error": r["error"]} for r in RUNS])))
 

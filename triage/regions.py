@@ -106,15 +106,26 @@ def choose_params(params: Sequence[dict[str, str]], space: str | None) -> list[s
     return [k for k in keys if len({row.get(k) for row in params}) > 1]
 
 
+def numeric(raw: Sequence[str | None]) -> np.ndarray | None:
+    """A param's values as floats (NaN where it is off), or None when it is categorical (any text, or all off)."""
+    nums = [_as_float(v) for v in raw]
+    if any(x is not None and math.isnan(x) for x in nums) or all(x is None for x in nums):
+        return None
+    return np.array([math.nan if x is None else x for x in nums], dtype=float)
+
+
+def log_scaled(vals: np.ndarray) -> bool:
+    """Positive values spanning more than two decades: read (and split) on a log scale."""
+    finite = vals[np.isfinite(vals)]
+    return bool(finite.size) and finite.min() > 0 and finite.max() / finite.min() > 100
+
+
 def _design(params: Sequence[dict[str, str]], names: list[str]) -> tuple[np.ndarray, list[_Feature]]:
     cols, feats = [], []
     for name in names:
         raw = [row.get(name) for row in params]
-        nums = [_as_float(v) for v in raw]
-        if all(x is None or not math.isnan(x) for x in nums) and any(x is not None for x in nums):
-            vals = np.array([math.nan if x is None else x for x in nums], dtype=float)
-            finite = vals[np.isfinite(vals)]
-            log = bool(len(finite)) and finite.min() > 0 and finite.max() / finite.min() > 100
+        if (vals := numeric(raw)) is not None:
+            log = log_scaled(vals)
             cols.append(np.log10(vals) if log else vals)
             feats.append(_Feature(name, name, "log" if log else "num"))
         else:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .regions import _as_float, choose_params
+from .regions import choose_params, log_scaled, numeric
 from .verdict import LABELS
 
 if TYPE_CHECKING:
@@ -118,15 +118,13 @@ def plot_regions(summary: "Summary") -> bytes | None:
     names = list(params)
     for i, p in enumerate(params):
         raw = [r.params.get(p) for r in runs]
-        nums = [_as_float(v) for v in raw]
-        if all(x is None or not math.isnan(x) for x in nums):
-            vals = np.array([np.nan if x is None else x for x in nums])
+        if (vals := numeric(raw)) is not None:
+            log = log_scaled(vals)
             finite = vals[np.isfinite(vals)]
             off_at = (finite.max() * 3 if finite.size and finite.max() > 0 else 1.0) if np.isnan(vals).any() else None
             if off_at is not None:
                 vals = np.where(np.isnan(vals), off_at, vals)  # "off" drawn past the largest value
                 names[i] = f"{p} (off drawn at {off_at:.3g})"
-            log = finite.size and finite.min() > 0 and finite.max() / finite.min() > 100
             (ax.set_xscale if i == 0 else ax.set_yscale)("log" if log else "linear")
             axes_values.append((vals, None))
         else:
