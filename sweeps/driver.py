@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
-from sweeps.plots import TRIAL_PLOTS
+from sweeps.plots import plot_mode
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, check_reachable, flatten
@@ -83,8 +83,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     if int(sweep["n_trials"]) < 1 or int(sweep["n_workers"]) < 1:
         raise ConfigError("sweep.n_trials and sweep.n_workers must be >= 1")
     pack_size(job)  # pack > 1 needs a GPU and one process
-    if (plots := job["tracking"].get("trial_plots", "flagged")) not in TRIAL_PLOTS:
-        raise ConfigError(f"tracking.trial_plots={plots!r} is unknown; choose one of: {', '.join(TRIAL_PLOTS)}")
+    plot_mode(job["tracking"])
     if not worker:
         find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
         check_reachable(job["tracking"]["uri"])

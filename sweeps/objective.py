@@ -17,13 +17,13 @@ import optuna
 from omegaconf import DictConfig
 
 import triage
-from triage.names import CANONICAL
-from sweeps.plots import curve_figure, wants_plot
+from sweeps.plots import curve_figure, plot_mode, wants_plot
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import Tracker, flatten
 from training import Dataset, NonFiniteLoss, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
 from training.config import DataConfig
+from triage.names import CANONICAL
 
 RUN_ID_ATTR = "mlflow_run_id"
 TRIAGE_ATTRS = ("triage", "triage.reason")  # the verdict's tags also kept as the trial's user attrs
@@ -55,6 +55,7 @@ class Objective:
     def __post_init__(self) -> None:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
         self._params = flatten({k: v for k, v in self.job.items() if k != "sweep"})  # every run's config params
+        self._plots = plot_mode(self.job["tracking"])
 
     @property
     def sweep(self) -> dict[str, Any]:
@@ -150,7 +151,7 @@ class Objective:
         if "sweep.error" in tags:  # why it was pruned or failed, for the driver's line per trial
             trial.set_user_attr("error", tags["sweep.error"])
         title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()}, {verdict.label})"
-        plot = bool(records) and wants_plot(self.job["tracking"].get("trial_plots", "flagged"), verdict.label)
+        plot = bool(records) and wants_plot(self._plots, verdict.label)
         tags = {**tags, **verdict_tags, "sweep.seconds": f"{_elapsed(records):.1f}"}
         self.tracker.later(self._publish, run_id, state, tags, list(records) if plot else [], title)
 

@@ -8,9 +8,12 @@ twentieth of a short trial on 2 cores, and MLflow's UI already charts every run'
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from matplotlib.figure import Figure  # no pyplot: no global state, safe to draw off the main thread
 from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+from training.config import ConfigError
 
 TRIAL_PLOTS = ("flagged", "all", "none")  # flagged: trials whose triage verdict is not healthy
 PANELS = (
@@ -43,6 +46,14 @@ def curve_figure(records: Sequence[Mapping[str, float]], title: str) -> Figure:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return fig
+
+
+def plot_mode(tracking: Mapping[str, Any]) -> str:
+    """`tracking.trial_plots` (default `flagged`), checked: one of TRIAL_PLOTS."""
+    mode = tracking.get("trial_plots", "flagged")
+    if mode not in TRIAL_PLOTS:
+        raise ConfigError(f"tracking.trial_plots={mode!r} is unknown; choose one of: {', '.join(TRIAL_PLOTS)}")
+    return mode
 
 
 def wants_plot(mode: str, label: str) -> bool:
