@@ -85,13 +85,19 @@ def test_completed_pruned_and_failed_trials(tmp_path: Path, sweeps_home: Path, c
 
 def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
     storage, tracking = stores(sweeps_home)
-    args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=3", "train.epochs=4",
-            "data.train_size=600", "data.val_size=200", *pin_lr(0.01)]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    data = ["data.train_size=2000", "data.val_size=200"]  # epochs long enough for the poll to see one mid-way
+    args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=3", "train.epochs=4", *data,
+            *pin_lr(0.01)]  # fmt: skip
+    log = tmp_path / "killed-sweep.log"
+    with log.open("w") as err:  # the child keeps its own copy of the file
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + 600
     try:
         while time.time() < deadline:  # kill once a trial after the first is mid-way (logged 1 of 4 epochs)
             time.sleep(0.5)
+            if proc.poll() is not None:
+                pytest.fail(f"the sweep ended (exit {proc.returncode}) before the poll saw a second trial mid-way: "
+                            f"{log.read_text()[-2000:]}")  # fmt: skip
             if not (sweeps_home / "optuna.db").exists():
                 continue
             try:
@@ -106,12 +112,12 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
                     killed = len(states) - 1
                     break
         else:
-            pytest.fail("the sweep never got mid-way through a second trial")
+            pytest.fail(f"the sweep never got mid-way through a second trial: {log.read_text()[-2000:]}")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
-    sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", n=3)
+    sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)
     study = optuna.load_study(study_name="lr", storage=storage)
     expected = ["COMPLETE"] * 3
     expected[killed] = "FAIL"
@@ -121,7 +127,7 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
     assert runs[killed].data.tags["sweep.failure"] == "interrupted"
     assert len(MlflowClient(tracking).get_metric_history(runs[0].info.run_id, "val_acc")) == 4  # nothing lost
 
-    again = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", n=3)  # a finished study runs nothing more
+    again = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)  # a finished study runs nothing more
     assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 3
     assert "trial   " not in again.stderr
 
