@@ -8,6 +8,7 @@ nonfinite, oom, exception, interrupted; the traceback is an artifact).
 from __future__ import annotations
 
 import math
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import optuna
 from omegaconf import DictConfig
 
 import triage
-from sweeps.plots import curve_figure, plot_mode, wants_plot
+from sweeps.plots import CurvePlot, plot_mode, wants_plot
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import Tracker, flatten
@@ -27,6 +28,7 @@ from triage.names import CANONICAL
 
 RUN_ID_ATTR = "mlflow_run_id"
 TRIAGE_ATTRS = ("triage", "triage.reason")  # the verdict's tags also kept as the trial's user attrs
+METRICS_EVERY_S = 5.0  # a trial's epochs reach MLflow at most this often, and at its end: a call costs 10 ms
 
 
 class StopTrial(optuna.TrialPruned):
@@ -56,6 +58,9 @@ class Objective:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
         self._params = flatten({k: v for k, v in self.job.items() if k != "sweep"})  # every run's config params
         self._plots = plot_mode(self.job["tracking"])
+        self._curve_plot = CurvePlot() if self._plots != "none" else None  # drawn on the tracking thread only
+        self._unsent: dict[str, list[tuple[int, Mapping[str, float]]]] = {}  # run id → (timestamp ms, record)
+        self._sent_at: dict[str, float] = {}  # run id → time.monotonic() of its last send
 
     @property
     def sweep(self) -> dict[str, Any]:
@@ -125,7 +130,7 @@ class Objective:
         metric = self.sweep["objective"]["metric"]
         epoch = int(record["epoch"])
         records.append(record)
-        self.tracker.later(self.tracker.log_epoch, run_id, dict(record))
+        self._queue_epoch(run_id, record)
         if self.on_epoch is not None:
             self.on_epoch(trial, record)
         value = record[metric]
@@ -138,9 +143,23 @@ class Objective:
             raise StopTrial(epoch, "pruner", f"{metric}={value:.4g} at epoch {epoch} trails the other trials")
         return value
 
+    def _queue_epoch(self, run_id: str, record: Mapping[str, float]) -> None:
+        """Queue an epoch for MLflow; send the queue when its run's last send is METRICS_EVERY_S old."""
+        self._unsent.setdefault(run_id, []).append((int(time.time() * 1000), dict(record)))
+        if time.monotonic() - self._sent_at.get(run_id, -math.inf) >= METRICS_EVERY_S:  # at once for a first epoch
+            self._send_epochs(run_id)
+
+    def _send_epochs(self, run_id: str) -> None:
+        if epochs := self._unsent.pop(run_id, None):
+            self.tracker.later(self.tracker.log_epochs, run_id, epochs)
+        self._sent_at[run_id] = time.monotonic()
+
     def close_trial(self, trial: optuna.Trial, run_id: str, state: str, tags: dict[str, Any],
                     records: list[Mapping[str, float]]) -> None:  # fmt: skip
-        """Triage's verdict as user attrs and run tags, curve plot (see `tracking.trial_plots`), run closed."""
+        """Epochs still queued sent, triage's verdict as user attrs and run tags, curve plot (see
+        `tracking.trial_plots`), run closed."""
+        self._send_epochs(run_id)
+        del self._sent_at[run_id]
         by_pruner = tags.get("sweep.pruned_reason") in (None, "pruner")  # triage's own stop gets no pruner note
         verdict = triage.classify(curves_of(records), self.thresholds, failure=tags.get("sweep.failure"),
                                   error=tags.get("sweep.error"), pruned=state == "PRUNED",
@@ -157,9 +176,8 @@ class Objective:
 
     def _publish(self, run_id: str, state: str, tags: dict[str, Any], records: list[Mapping[str, float]], title: str) -> None:
         """Plot (when given records) and close the run, on the tracking thread: the next trial starts meanwhile."""
-        if records:
-            fig = curve_figure(records, title)
-            self.tracker.client.log_figure(run_id, fig, "curves.png")
+        if records and self._curve_plot is not None:
+            self.tracker.client.log_figure(run_id, self._curve_plot.draw(records, title), "curves.png")
         self.tracker.finish(run_id, state, tags)
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Engine, event
 
 from training.compose import mask
 from training.config import ConfigError
@@ -39,8 +40,11 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             )
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9; we rely on them
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                              engine_kwargs=_engine_kwargs(url))  # fmt: skip
+            storage = RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                 engine_kwargs=_engine_kwargs(url))  # fmt: skip
+        if url.startswith("sqlite"):
+            _write_ahead_log(storage.engine)
+        return storage
     except ConfigError:
         raise
     except Exception as e:  # sqlalchemy / driver errors carry multi-line text
@@ -54,6 +58,24 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60}}  # wait for a writer rather than fail with "database is locked"
     return {}
+
+
+def _write_ahead_log(engine: Engine) -> None:
+    """SQLite in WAL mode with synchronous=NORMAL on every connection of `engine`.
+
+    A commit then no longer waits for the disk (the fsyncs were a third of a trial's storage time on
+    the main thread), and readers (other workers, optuna-dashboard) never block the writer. A killed
+    process loses nothing it committed; only a power cut can undo the last commits.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    engine.dispose()  # drops the connection RDBStorage made its tables with: the next one gets the pragmas
 
 
 def worker_id(pid: int | None = None) -> str:

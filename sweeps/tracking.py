@@ -1,7 +1,8 @@
 """MLflow bookkeeping of a sweep: one parent run per study, one child run per trial.
 
-Each epoch's record goes out in one `log_batch` call (step = epoch). MLflow's UI breaks on NaN
-metrics, so a non-finite value is left out of its series and recorded as the tag
+Epoch records go out in one `log_batch` call per batch of epochs (step = epoch; `Objective` sends a
+trial's first epoch at once, then what accumulated, at most every few seconds). MLflow's UI breaks
+on NaN metrics, so a non-finite value is left out of its series and recorded as the tag
 `sweep.nonfinite = metric@epoch` (triage reads it as a divergence).
 
 Trials hand their writes to `Tracker.later`: one background thread runs them in order, so training
@@ -12,10 +13,9 @@ re-raises a write that failed; a killed process loses at most the writes still q
 from __future__ import annotations
 
 import math
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from sweeps.storage import mask
 from training.config import ConfigError
 
 PARENT_ROLE = "parent"
-MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
+MAX_METRICS_PER_BATCH = 1000
 
 
 def check_reachable(uri: str) -> None:
@@ -106,13 +107,17 @@ class Tracker:
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
 
-    def log_epoch(self, run_id: str, record: Mapping[str, float]) -> None:
-        """All of one epoch's metrics in one call, step = epoch; non-finite values become a tag."""
-        step, now = int(record["epoch"]), int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and math.isfinite(v)]
-        bad = [k for k, v in record.items() if not math.isfinite(v) and not k.startswith("val_")]
-        tags = [RunTag("sweep.nonfinite", f"{bad[0]}@{step}")] if bad else []
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+    def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """(timestamp ms, record) pairs in as few calls as MLflow allows, step = epoch; non-finite values become a tag."""
+        metrics: list[Metric] = []
+        bad: list[str] = []
+        for stamp, record in epochs:
+            step = int(record["epoch"])
+            metrics += [Metric(k, float(v), stamp, step) for k, v in record.items() if k != "epoch" and math.isfinite(v)]
+            bad += [f"{k}@{step}" for k, v in record.items() if not math.isfinite(v) and not k.startswith("val_")]
+        tags = [RunTag("sweep.nonfinite", bad[0])] if bad else []
+        for i in range(0, max(len(metrics), 1), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], tags=tags if i == 0 else [])
 
     def finish(self, run_id: str, state: str, tags: Mapping[str, Any] | None = None) -> None:
         """Close a trial's run: COMPLETE → FINISHED, PRUNED → KILLED, FAIL → FAILED."""

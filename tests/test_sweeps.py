@@ -226,7 +226,7 @@ def test_online_triage_stops_a_diverging_trial_and_spares_the_healthy_one(tmp_pa
 
 
 def test_tracking_writes_keep_their_order_and_failures_surface(tmp_path: Path) -> None:
-    """Trial writes run on the tracking thread in order; one that fails is raised by the next flush."""
+    """Trial writes run on the tracking thread in order, many epochs in one; one that fails is raised by the next flush."""
     from mlflow.exceptions import MlflowException
 
     from sweeps.tracking import Tracker
@@ -235,14 +235,24 @@ def test_tracking_writes_keep_their_order_and_failures_surface(tmp_path: Path) -
     run = tracker.start_trial(tracker.parent_run("t", None), "t", 0, ["optimizer.lr"])
     tracker.later(tracker.log_params, run, {"optimizer.lr": 0.1})
     for epoch in (1, 2, 3):
-        tracker.later(tracker.log_epoch, run, {"epoch": epoch, "train_loss": 1.0 / epoch})
+        tracker.later(tracker.log_epochs, run, [(0, {"epoch": epoch, "train_loss": 1.0 / epoch})])
     tracker.later(tracker.finish, run, "COMPLETE")
     tracker.flush()
     done = tracker.client.get_run(run)
     assert done.info.status == "FINISHED" and done.data.params["optimizer.lr"] == "0.1"
     assert [m.step for m in tracker.client.get_metric_history(run, "train_loss")] == [1, 2, 3]
 
-    tracker.later(tracker.log_epoch, "no-such-run", {"epoch": 1, "train_loss": 1.0})
+    batched = tracker.start_trial(tracker.parent_run("t", None), "t", 1, ["optimizer.lr"])
+    many = [(1000 * e, {"epoch": e, **{f"m{i}": e + 0.5 for i in range(15)}}) for e in range(1, 81)]  # 1,200 metrics
+    tracker.later(tracker.log_epochs, batched, [*many[:1], (0, {"epoch": 2, "m0": math.inf}), *many[2:]])
+    tracker.flush()
+    assert [(m.step, m.timestamp) for m in tracker.client.get_metric_history(batched, "m0")] == [
+        (e, 1000 * e) for e in range(1, 81) if e != 2
+    ]
+    assert len(tracker.client.get_metric_history(batched, "m14")) == 79
+    assert tracker.client.get_run(batched).data.tags["sweep.nonfinite"] == "m0@2"
+
+    tracker.later(tracker.log_epochs, "no-such-run", [(0, {"epoch": 1, "train_loss": 1.0})])
     with pytest.raises(MlflowException):
         tracker.flush()
     tracker.flush()  # raised once, not again
@@ -262,3 +272,30 @@ def test_trials_without_heartbeat_fail_on_any_host(tmp_path: Path) -> None:
     time.sleep(2.5)
     fail_dead_trials(study)
     assert study.trials[0].state.name == "FAIL"
+
+
+def test_sqlite_storage_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """Every connection of the SQLite storage runs in WAL mode with synchronous=NORMAL."""
+    from sweeps.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=30, grace_period=60)
+    optuna.create_study(study_name="wal", storage=storage).ask().report(0.5, 1)
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_curve_plot_redrawn_for_another_trial_keeps_nothing_of_the_last(tmp_path: Path) -> None:
+    """The one figure a sweep redraws per trial: a trial drawn after a diverged one looks as if drawn first."""
+    from sweeps.plots import PANELS, CurvePlot
+
+    keys = [k for _, ks, _ in PANELS for k in ks]
+    healthy = [{"epoch": e, **{k: 1.0 / e for k in keys}} for e in range(1, 6)]
+    diverged = [{"epoch": e, **{k: math.inf if e > 1 else 1e6 for k in keys}, "lr": 0.0} for e in range(1, 3)]
+    plot = CurvePlot()
+    first = tmp_path / "first.png"
+    plot.draw(healthy, "trial").savefig(first)
+    plot.draw(diverged, "trial").savefig(tmp_path / "diverged.png")
+    plot.draw(healthy, "trial").savefig(tmp_path / "again.png")
+    assert (tmp_path / "again.png").read_bytes() == first.read_bytes()
+    assert (tmp_path / "diverged.png").read_bytes() != first.read_bytes()
