@@ -4,7 +4,8 @@
 
 The sweep's bookkeeping is Optuna's SQLite storage with heartbeat (ask, suggest, one report + one
 prune check per epoch, user attrs, tell) and MLflow's SQLite store (child run, params, one batched
-log per epoch, tags, curve plot when triage flags the trial), plus triage's online check and verdict.
+log of the epochs so far at most every 5 s, tags, curve plot when triage flags the trial), plus
+triage's online check and verdict.
 
 1. End to end: for each learning rate of a fixed list, `training.fit` and one trial of the sweep,
    timed until its run is published, back to back in alternating order (ABBA); wall and CPU time

@@ -7,7 +7,8 @@ on NaN metrics, so a non-finite value is left out of its series and recorded as 
 
 Trials hand their writes to `Tracker.later`: one background thread runs them in order, so training
 does not wait on the store (10-20 ms of SQLAlchemy per call on SQLite). `flush` waits for them and
-re-raises a write that failed; a killed process loses at most the writes still queued.
+re-raises a write that failed; a killed process loses at most the writes still queued and the
+epochs its running trials had not sent yet (a few seconds' worth; those trials are failed on resume).
 """
 
 from __future__ import annotations
