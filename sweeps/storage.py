@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from training.compose import mask
 from training.config import ConfigError
 
 WORKER_ATTR = "worker"  # user attribute "host:pid" of the process running a trial
+SCHEMA_RACE_TRIES = 5
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
@@ -38,10 +41,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             raise ConfigError(
                 f"sweep.storage={mask(url)!r}: use sqlite:///<path>, journal:///<path> or postgresql://user@host/db"
             )
-        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9; we rely on them
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                 engine_kwargs=_engine_kwargs(url))  # fmt: skip
+        storage = _rdb_storage(url, heartbeat_interval, grace_period)
         if url.startswith("sqlite"):
             _write_ahead_log(storage.engine)
         return storage
@@ -50,6 +50,29 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     except Exception as e:  # sqlalchemy / driver errors carry multi-line text
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot open Optuna storage {mask(url)}: {mask(reason)}; check sweep.storage") from None
+
+
+def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:
+    """Optuna's RDBStorage, tried again while another process is creating the same new schema.
+
+    Workers started at once on a new database race to create its tables and version row; the
+    losers fail with "table ... already exists" or a unique-constraint error, then find them made.
+    """
+
+    def make() -> RDBStorage:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9; we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                              engine_kwargs=_engine_kwargs(url))  # fmt: skip
+
+    for attempt in range(1, SCHEMA_RACE_TRIES):
+        try:
+            return make()
+        except DBAPIError as e:
+            if not (isinstance(e, IntegrityError) or "already exists" in str(e)):
+                raise
+            time.sleep(0.2 * attempt)
+    return make()
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -299,3 +302,42 @@ def test_curve_plot_redrawn_for_another_trial_keeps_nothing_of_the_last(tmp_path
     plot.draw(healthy, "trial").savefig(tmp_path / "again.png")
     assert (tmp_path / "again.png").read_bytes() == first.read_bytes()
     assert (tmp_path / "diverged.png").read_bytes() != first.read_bytes()
+
+
+def _open_storage_with(barrier: Any, url: str) -> None:
+    from sweeps.storage import open_storage
+
+    barrier.wait()
+    open_storage(url, heartbeat_interval=30, grace_period=60)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a storage no one has created yet: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/optuna.db"
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    server = make_url(request.getfixturevalue("postgres_url"))
+    name = f"sweeps_race_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def test_workers_opening_a_new_storage_at_once_all_get_it(new_storage_url: str) -> None:
+    """Four processes open one new storage at the same instant. With plain Optuna's RDBStorage some lost
+    the race to create its schema ("table ... already exists", a duplicate key) in 5 of 5 tries."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    workers = [ctx.Process(target=_open_storage_with, args=(barrier, new_storage_url)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0] * 4
