@@ -86,9 +86,10 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 def _write_ahead_log(engine: Engine) -> None:
     """SQLite in WAL mode with synchronous=NORMAL on every connection of `engine`.
 
-    A commit then no longer waits for the disk (the fsyncs were a third of a trial's storage time on
-    the main thread), and readers (other workers, optuna-dashboard) never block the writer. A killed
-    process loses nothing it committed; only a power cut can undo the last commits.
+    A commit then no longer waits for the disk (a 10-epoch trial's storage calls took 123-173 ms
+    instead of 243 ms on the main thread, measured here), and readers (other workers,
+    optuna-dashboard) never block the writer. A killed process loses nothing it committed; only a
+    power cut can undo the last commits.
     """
 
     @event.listens_for(engine, "connect")
