@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import optuna
@@ -58,7 +59,6 @@ class Objective:
         self.thresholds = triage.thresholds.thresholds_from_mapping(self.job["triage"])
         self._params = flatten({k: v for k, v in self.job.items() if k != "sweep"})  # every run's config params
         self._plots = plot_mode(self.job["tracking"])
-        self._curve_plot = CurvePlot() if self._plots != "none" else None  # drawn on the tracking thread only
         self._unsent: dict[str, list[tuple[int, Mapping[str, float]]]] = {}  # run id → (timestamp ms, record)
         self._sent_at: dict[str, float] = {}  # run id → time.monotonic() of its last send
 
@@ -176,9 +176,14 @@ class Objective:
 
     def _publish(self, run_id: str, state: str, tags: dict[str, Any], records: list[Mapping[str, float]], title: str) -> None:
         """Plot (when given records) and close the run, on the tracking thread: the next trial starts meanwhile."""
-        if records and self._curve_plot is not None:
+        if records:
             self.tracker.client.log_figure(run_id, self._curve_plot.draw(records, title), "curves.png")
         self.tracker.finish(run_id, state, tags)
+
+    @cached_property
+    def _curve_plot(self) -> CurvePlot:
+        """The figure redrawn for each plotted trial: built on the tracking thread, the only one that draws."""
+        return CurvePlot()
 
     def close(self) -> None:
         """Wait until every trial's run is published and closed; raise a write that failed."""
