@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import BaseStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
@@ -36,6 +37,7 @@ from training.config import TRIAL_GROUPS, ConfigError
 from training.data import find_source
 
 PARENT_ATTR = "mlflow_parent_run_id"
+PARENT_WAIT_S = 30.0  # how long a process that did not create the study waits for its parent run
 WORKER_ENV = "SWEEPS_WORKER_OVERRIDES"  # overrides handed to worker processes (not on their command line)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SWEEPS = ("lr", "schedule", "clip", "reg", "full")
@@ -89,16 +91,34 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
         check_reachable(job["tracking"]["uri"])
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
     tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))
-    study = optuna.create_study(
-        study_name=sweep["study_name"], storage=storage, sampler=sampler, pruner=pruner,
-        direction=sweep["objective"]["direction"], load_if_exists=True,
-    )  # fmt: skip
+    study, created = _open_study(sweep, storage, sampler, pruner)
     if worker:
         return Sweep(job, space, study, tracker, study.user_attrs[PARENT_ATTR], typed), cfg
-    parent = tracker.parent_run(sweep["study_name"], study.user_attrs.get(PARENT_ATTR))
-    if PARENT_ATTR not in study.user_attrs:
+    return Sweep(job, space, study, tracker, _parent_run(study, tracker, created), typed), cfg
+
+
+def _open_study(sweep: dict[str, Any], storage: BaseStorage, sampler: optuna.samplers.BaseSampler,
+                pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study, bool]:  # fmt: skip
+    """The study, and whether this process created it: of processes starting at once, exactly one does."""
+    kw: dict[str, Any] = {"study_name": sweep["study_name"], "storage": storage, "sampler": sampler, "pruner": pruner}
+    try:
+        return optuna.create_study(**kw, direction=sweep["objective"]["direction"]), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(**kw), False
+
+
+def _parent_run(study: optuna.Study, tracker: Tracker, created: bool) -> str:
+    """The study's one MLflow parent run (marked running). Only the process that created the study makes
+    it; one that finds the study without it waits for the creator's, then (the creator died) makes it."""
+    run_id = study.user_attrs.get(PARENT_ATTR)
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while run_id is None and not created and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run_id = study.user_attrs.get(PARENT_ATTR)
+    parent = tracker.parent_run(study.study_name, run_id)
+    if run_id is None:
         study.set_user_attr(PARENT_ATTR, parent)
-    return Sweep(job, space, study, tracker, parent, typed), cfg
+    return parent
 
 
 def _check_keys(space: SearchSpace, job: dict[str, Any]) -> None:

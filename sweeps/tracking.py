@@ -18,11 +18,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.storage import mask
@@ -52,18 +55,26 @@ class Tracker:
     """Parent/child runs of one study in one MLflow experiment (named like the study)."""
 
     def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
-        self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:  # the first call on a new SQLite store also creates its schema
-            location = None if uri.startswith(("http", "databricks")) else artifact_location
-            if location:
-                location = Path(location).expanduser().resolve().joinpath(experiment).as_uri()
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = found.experiment_id
+        with _first_use(uri):
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = self._experiment(experiment, artifact_location)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writes")
         self._pending: list[Future[Any]] = []
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        """The id of the experiment `name`, created when missing (by one process of any started at once)."""
+        if (found := self.client.get_experiment_by_name(name)) is not None:
+            return found.experiment_id
+        location = None if self.uri.startswith(("http", "databricks")) else artifact_location
+        if location:
+            location = Path(location).expanduser().resolve().joinpath(name).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException as e:  # another process created it since
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     # ----------------------------------------------------------------- background writes
 
@@ -133,6 +144,15 @@ class Tracker:
             filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}' and attributes.status = 'RUNNING'",
             max_results=10000,
         )
+
+
+def _first_use(uri: str) -> AbstractContextManager[Any]:
+    """A lock around the first use of a local SQLite store: processes opening a new one at once race in
+    MLflow's schema migrations ("duplicate column name", "table ... already exists")."""
+    if not uri.startswith("sqlite:///"):
+        return nullcontext()
+    path = Path(uri.removeprefix("sqlite:///")).expanduser()
+    return FileLock(path.with_name(path.name + ".lock"))
 
 
 def _text(v: Any) -> str:

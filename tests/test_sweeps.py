@@ -341,3 +341,56 @@ def test_workers_opening_a_new_storage_at_once_all_get_it(new_storage_url: str) 
     for w in workers:
         w.join(120)
     assert [w.exitcode for w in workers] == [0] * 4
+
+
+def _open_sweep_with(barrier: Any, storage: str, parents: Any) -> None:
+    from sweeps.driver import open_sweep
+
+    barrier.wait()
+    sw, _ = open_sweep(["+sweep=lr", f"sweep.storage={storage}", "sweep.study_name=at-once"])
+    parents.put(sw.parent_run_id)
+
+
+def test_machines_starting_one_new_sweep_at_once_share_one_parent_run(new_storage_url: str, sweeps_home: Path,
+                                                                      cifar_root: Path) -> None:  # fmt: skip
+    """The README's scale-out starts the same command on every machine: four at the same instant, on a new
+    study and a new MLflow store, all get the study's one parent run. Before, MLflow's migrations of the
+    new SQLite store failed in all but one ("duplicate column name: step") in 3 of 3 tries."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, parents = ctx.Barrier(4), ctx.Queue()
+    workers = [ctx.Process(target=_open_sweep_with, args=(barrier, new_storage_url, parents)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    ids = {parents.get(timeout=10) for _ in workers}
+    study = optuna.load_study(study_name="at-once", storage=new_storage_url)
+    assert ids == {study.user_attrs["mlflow_parent_run_id"]}
+    client = MlflowClient(stores(sweeps_home)[1])
+    runs = client.search_runs([client.get_experiment_by_name("at-once").experiment_id])
+    assert [r.info.run_id for r in runs] == list(ids)
+
+
+def test_only_the_process_that_creates_a_study_makes_its_parent_run(sweeps_home: Path) -> None:
+    """A second process finding the study before its creator stored the parent run waits for that run,
+    rather than making another (two machines started at once each made their own; the last one won)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sweeps.driver import _open_study, _parent_run
+    from sweeps.tracking import Tracker
+
+    sweeps_home.mkdir()
+    storage, tracking = stores(sweeps_home)
+    sweep = {"study_name": "at-once", "objective": {"direction": "maximize"}}
+    first, created = _open_study(sweep, storage, None, None)
+    second, found = _open_study(sweep, storage, None, None)
+    assert (created, found) == (True, False)
+    tracker = Tracker(tracking, "at-once")
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(_parent_run, second, tracker, found)
+        time.sleep(1.0)
+        assert not waiting.done()
+        parent = _parent_run(first, tracker, created)
+        assert waiting.result(timeout=10) == parent
+    assert [r.info.run_id for r in tracker.client.search_runs([tracker.experiment_id])] == [parent]
