@@ -36,7 +36,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
         elif not url.startswith(("postgresql", "mysql")):
             raise ConfigError(
                 f"sweep.storage={mask(url)!r}: use sqlite:///<path>, journal:///<path> or postgresql://user@host/db"
@@ -50,6 +50,11 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     except Exception as e:  # sqlalchemy / driver errors carry multi-line text
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot open Optuna storage {mask(url)}: {mask(reason)}; check sweep.storage") from None
+
+
+def sqlite_file(url: str) -> Path:
+    """The database file of a sqlite:///<path> URL."""
+    return Path(url.removeprefix("sqlite:///")).expanduser()
 
 
 def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:

@@ -28,7 +28,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from sweeps.storage import mask
+from sweeps.storage import mask, sqlite_file
 from training.config import ConfigError
 
 PARENT_ROLE = "parent"
@@ -46,7 +46,7 @@ def check_reachable(uri: str) -> None:
             reason = getattr(e, "reason", e)
             raise ConfigError(f"MLflow tracking server {mask(uri)} is unreachable ({reason}); check tracking.uri") from None
     elif uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        sqlite_file(uri).parent.mkdir(parents=True, exist_ok=True)
     elif not uri.startswith(("postgresql", "mysql", "file:", "databricks")):
         raise ConfigError(f"tracking.uri={mask(uri)!r}: use sqlite:///<path> or http://host:port")
 
@@ -151,7 +151,7 @@ def _first_use(uri: str) -> AbstractContextManager[Any]:
     MLflow's schema migrations ("duplicate column name", "table ... already exists")."""
     if not uri.startswith("sqlite:///"):
         return nullcontext()
-    path = Path(uri.removeprefix("sqlite:///")).expanduser()
+    path = sqlite_file(uri)
     return FileLock(path.with_name(path.name + ".lock"))
 
 
