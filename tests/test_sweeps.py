@@ -187,7 +187,7 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["+sweep=nope"], "sweep"),
+        (["+sweep=nope"], "Could not find 'sweep/nope'; choose one of: clip, full, lr, reg, schedule"),
         (["+sweep=lr", "sweep.space.optimizer.lr.type=gaussian"], "sweep.space.optimizer.lr.type='gaussian' is unknown"),
         (["+sweep=lr", "sweep.space.optimizer.lr.low=100"], "low < high"),
         (["+sweep=lr", "sweep.pruner.name=patient"], "sweep.pruner.name='patient' is unknown"),

@@ -31,9 +31,9 @@ def test_gradcheck_command_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("scheduler=linear", "scheduler"),
+        ("scheduler=linear", "choose one of: cosine, exponential, none, piecewise, step"),
         ("scheduler.name=linear", "scheduler.name='linear' is unknown"),
-        ("optimizer=rmsprop", "optimizer"),
+        ("optimizer=rmsprop", "choose one of: adam, adamw, sgd"),
         ("model.name=resnet", "model.name='resnet' is unknown"),
         ("optimizer.lr=0", "optimizer.lr=0"),
         ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),

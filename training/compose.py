@@ -64,5 +64,5 @@ def _first_line(e: Exception) -> str:
     key = getattr(e, "full_key", None)
     if key and key not in msg:
         msg = f"{key}: {msg}"
-    hint = next((ln for ln in lines[1:] if ln.startswith(("Available options", "full_key"))), "")
-    return f"{msg} {hint}".strip() if hint.startswith("Available") else msg
+    options = [o for o in getattr(e, "options", None) or [] if not o.startswith("_")]  # a missing group option
+    return f"{msg}; choose one of: {', '.join(options)}" if options else msg
