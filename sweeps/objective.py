@@ -1,8 +1,12 @@
 """One Optuna trial: sample → configure → train → log every epoch → report, prune, stop diverging runs.
 
 The trial's MLflow run mirrors its outcome: COMPLETE → FINISHED, PRUNED → KILLED (tags say at which
-epoch and why: the pruner, or triage's online `diverging` verdict), FAIL → FAILED (tags say why:
-nonfinite, oom, exception, interrupted; the traceback is an artifact).
+epoch and why: the pruner, or `diverging`: triage's online verdict or a loss that became NaN/inf),
+FAIL → FAILED (tags say why: oom, exception, interrupted; the traceback is an artifact).
+
+A diverged trial is PRUNED, not FAIL, because Optuna's samplers learn only from COMPLETE and
+PRUNED trials: told FAIL, TPE kept proposing learning rates that blow up (8 of the lr sweep's first
+10 model-guided trials in one measured study, bench/sweep_efficiency.py --trace).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from sweeps.plots import CurvePlot, plot_mode, wants_plot
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import Tracker, flatten
-from training import Dataset, NonFiniteLoss, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
+from training import Dataset, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
 from training.config import DataConfig
 from triage.names import CANONICAL
 
@@ -104,8 +108,6 @@ class Objective:
 
     def failure_tags(self, run_id: str, e: BaseException) -> dict[str, Any]:
         """The tags of a trial ended by `e` (call inside its `except`: the traceback is logged)."""
-        if isinstance(e, NonFiniteLoss):
-            return {"sweep.failure": "nonfinite", "sweep.error": str(e)}
         if isinstance(e, KeyboardInterrupt):
             return {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
         kind = "oom" if isinstance(e, OutOfMemory) else "exception"
@@ -122,11 +124,8 @@ class Objective:
 
     def after_epoch(self, trial: optuna.Trial, run_id: str, record: Mapping[str, float],
                     records: list[Mapping[str, float]], epochs: int) -> float:  # fmt: skip
-        """Append and log one epoch; raise StopTrial when triage's online stop or the pruner ends the trial.
-
-        Returns the objective metric's value. A non-finite loss is logged and returned without a
-        verdict: the training loop ends that trial next (FAIL, nonfinite), it is not pruned.
-        """
+        """Append and log one epoch; raise StopTrial when the loss went NaN/inf, triage's online stop or
+        the pruner ends the trial. Returns the objective metric's value."""
         metric = self.sweep["objective"]["metric"]
         epoch = int(record["epoch"])
         records.append(record)
@@ -134,8 +133,8 @@ class Objective:
         if self.on_epoch is not None:
             self.on_epoch(trial, record)
         value = record[metric]
-        if not math.isfinite(record["train_loss"]):
-            return value
+        if not math.isfinite(loss := record["train_loss"]):  # the loop would end it next: no report, no value
+            raise StopTrial(epoch, "diverging", f"train_loss became {loss} at epoch {epoch}")
         if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves_of(records), self.thresholds)) is not None:
             raise StopTrial(epoch, "diverging", verdict.reason)
         trial.report(value, epoch)

@@ -4,7 +4,7 @@ Each trial of a pack gets what `sweeps.objective.Objective` gives an unfused tri
 run (same params and tags, each epoch in one `log_batch`), `trial.report` + `should_prune` after
 every epoch but the last, triage's online stop, `study.tell` with its state, triage's verdict as
 user attributes, a heartbeat, and its line in the output. A pruned or stopped trial leaves the pack
-at once; a diverged one leaves it where the plain loop would have stopped it (FAIL, nonfinite).
+at once; a diverged one (loss NaN/inf) leaves it where the plain loop would have stopped it (PRUNED, diverging).
 Trials whose sampled values cannot share a pack (a different seed, batch size or optimizer family:
 `training.fused.pack_key`) are trained as separate packs, one after another. The study ends when it
 holds `sweep.n_trials` trials, as with unfused trials.
@@ -151,9 +151,6 @@ def _train_group(objective: Objective, group: list[PackedTrial]) -> None:
                 if stop is not None:
                     pack.remove(i)
                     t.close("PRUNED", stop.tags())
-            for i, t in enumerate(group):
-                if pack.status[i] == "nonfinite" and not t.done:
-                    t.close("FAIL", objective.failure_tags(t.run_id, pack.errors[i]))  # type: ignore[arg-type]
         for i, t in enumerate(group):
             if pack.status[i] == "completed" and not t.done:
                 t.close("COMPLETE")

@@ -233,13 +233,13 @@ def test_packed_sweep_books_each_trial_like_an_unfused_one(tmp_path: Path, sweep
     run_packed(sw, 2, allow_cpu=True)
 
     study = optuna.load_study(study_name="lr", storage=sw.job["sweep"]["storage"])
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "PRUNED", "COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "PRUNED", "COMPLETE", "COMPLETE"]
     assert study.trials[1].user_attrs["triage"] == "diverging"
     client = MlflowClient(sw.job["tracking"]["uri"])
     runs = {int(r.data.tags["sweep.trial"]): r for r in client.search_runs([sw.tracker.experiment_id])
             if "sweep.trial" in r.data.tags}  # fmt: skip
-    assert [runs[n].info.status for n in range(5)] == ["FINISHED", "FAILED", "KILLED", "FINISHED", "FINISHED"]
-    assert runs[1].data.tags["sweep.failure"] == "nonfinite" and runs[1].data.tags["sweep.nonfinite"].startswith("train_loss@")
+    assert [runs[n].info.status for n in range(5)] == ["FINISHED", "KILLED", "KILLED", "FINISHED", "FINISHED"]
+    assert runs[1].data.tags["sweep.pruned_reason"] == "diverging" and runs[1].data.tags["sweep.nonfinite"].startswith("train_loss@")
     assert runs[2].data.tags["sweep.pruned_reason"] == "pruner" and runs[2].data.tags["sweep.pruned_epoch"] == "1"
     assert len(client.get_metric_history(runs[2].info.run_id, "train_loss")) == 1
     assert all(study.trials[n].user_attrs["mlflow_run_id"] == runs[n].info.run_id for n in range(5))

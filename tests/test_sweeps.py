@@ -44,8 +44,9 @@ def children(client: MlflowClient, experiment: str) -> list:
     return sorted((r for r in runs if PARENT in r.data.tags), key=lambda r: int(r.data.tags["sweep.trial"]))
 
 
-def test_completed_pruned_and_failed_trials(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
-    """Trial 0 learns (adam, lr 1e-3); trial 1 (lr 1e-7) trails it and is pruned; trial 2 (sgd, lr 1e3) goes NaN."""
+def test_completed_pruned_and_diverged_trials(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    """Trial 0 learns (adam, lr 1e-3); trial 1 (lr 1e-7) trails it and is pruned; trial 2 (sgd, lr 1e3) goes NaN
+    and is stopped as diverging: PRUNED, not FAIL, so that the sampler learns from it."""
     storage, tracking = stores(sweeps_home)
     common = ["optimizer=adam", "sweep.objective.metric=train_loss", "sweep.objective.direction=minimize",
               "sweep.pruner.n_startup_trials=1", "sweep.pruner.n_warmup_steps=0", "sweep.online_triage=false"]  # fmt: skip
@@ -54,16 +55,16 @@ def test_completed_pruned_and_failed_trials(tmp_path: Path, sweeps_home: Path, c
     out = sweep(tmp_path, *[c for c in common if c != "optimizer=adam"], "optimizer=sgd", *pin_lr(1e3), n=3)
 
     study = optuna.load_study(study_name="lr", storage=storage)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "PRUNED"]
     client = MlflowClient(tracking)
     exp = client.get_experiment_by_name("lr")
     parents = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("sweep.role") == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     runs = children(client, "lr")
     assert [r.data.tags[PARENT] for r in runs] == [parents[0].info.run_id] * 3
-    assert [r.info.status for r in runs] == ["FINISHED", "KILLED", "FAILED"]
+    assert [r.info.status for r in runs] == ["FINISHED", "KILLED", "KILLED"]
 
-    done, pruned, failed = runs
+    done, pruned, diverged = runs
     assert float(done.data.params["optimizer.lr"]) == pytest.approx(1e-3, rel=1e-3)
     assert done.data.params["optimizer.name"] == "adam" and done.data.params["data.train_size"] == "600"
     for key in ("train_loss", "val_loss", "val_acc", "val_auc", "grad_norm", "lr"):
@@ -73,16 +74,18 @@ def test_completed_pruned_and_failed_trials(tmp_path: Path, sweeps_home: Path, c
     for run in runs:  # tracking.trial_plots=flagged: the evidence plot only where triage flags the trial
         plotted = "curves.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert plotted == (run.data.tags["triage"] != "healthy"), run.data.tags["triage"]
-    assert failed.data.tags["triage"] == "diverging"
+    assert diverged.data.tags["triage"] == "diverging"
 
     assert pruned.data.tags["sweep.state"] == "PRUNED" and pruned.data.tags["sweep.pruned_epoch"] == "1"
     assert pruned.data.tags["sweep.pruned_reason"] == "pruner"
     assert len(client.get_metric_history(pruned.info.run_id, "train_loss")) == 1
 
-    assert failed.data.tags["sweep.failure"] == "nonfinite" and failed.data.tags["sweep.nonfinite"].startswith("train_loss@")
-    assert all(math.isfinite(m.value) for m in client.get_metric_history(failed.info.run_id, "grad_norm"))
+    assert diverged.data.tags["sweep.pruned_reason"] == "diverging" and diverged.data.tags["sweep.pruned_epoch"] == "1"
+    assert "sweep.failure" not in diverged.data.tags and diverged.data.tags["sweep.nonfinite"].startswith("train_loss@")
+    assert diverged.data.tags["sweep.error"].startswith("train_loss became ")
+    assert all(math.isfinite(m.value) for m in client.get_metric_history(diverged.info.run_id, "grad_norm"))
     assert study.trials[2].user_attrs["triage"] == "diverging"
-    assert "trial   2  FAIL" in out.stderr and "best trial 0" in out.stderr
+    assert "trial   2  PRUNED" in out.stderr and "best trial 0" in out.stderr
     assert "mlflow ui --backend-store-uri" in out.stderr
 
 
