@@ -2,8 +2,8 @@
 
     python bench/sweep_efficiency.py [--images 2000] [--val-images 1000] [--batch-size 64] [--epochs 6]
                                      [--trials 16] [--seeds 0 1 2] [--pruners none median hyperband]
-                                     [--eval-batch-size 1000] [--trace]
                                      [--pruners none median:n_startup_trials=3,n_warmup_steps=1]
+                                     [--eval-batch-size 1000] [--trace]
 
 For each sampler seed, the lr sweep (TPE, the `lr` search space) runs once per pruner setting on
 the same fixed CIFAR-10 subset and trial budget: `none` = no pruner and no online triage (the
