@@ -157,6 +157,15 @@ def test_epochs_saved_per_reason(sweep_store) -> None:
     assert "epochs saved" in str(s.epochs)
 
 
+def test_epochs_saved_reads_in_plain_words() -> None:
+    from triage.summary import EpochsSaved
+
+    many = EpochsSaved(by_reason={"pruner": 1, "diverging": 16}, trials_by_reason={"pruner": 1, "diverging": 2}, planned=50)
+    assert str(many) == "17 epochs saved, 34% of the 50 planned: 16 by diverging (2 trials), 1 by pruner (1 trial)"
+    assert str(EpochsSaved(by_reason={"pruner": 1}, trials_by_reason={"pruner": 1})) == "1 epoch saved: 1 by pruner (1 trial)"
+    assert str(EpochsSaved()) == "no trial was stopped early"
+
+
 def test_nonfinite_tag_and_real_nan_read_the_same(store: str) -> None:
     client = MlflowClient(store)
     exp = client.create_experiment("nan")

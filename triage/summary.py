@@ -42,9 +42,14 @@ class EpochsSaved:
     def __str__(self) -> str:
         if not self.by_reason:
             return "no trial was stopped early"
-        parts = [f"{n} by {reason} ({self.trials_by_reason[reason]} trials)" for reason, n in sorted(self.by_reason.items())]
+        parts = [f"{n} by {reason} ({_count(self.trials_by_reason[reason], 'trial')})" for reason, n in sorted(self.by_reason.items())]
         share = f", {100 * self.total / self.planned:.0f}% of the {self.planned} planned" if self.planned else ""
-        return f"{self.total} epochs saved{share}: " + ", ".join(parts)
+        return f"{_count(self.total, 'epoch')} saved{share}: " + ", ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 trial``, ``3 trials``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @dataclass
