@@ -3,25 +3,30 @@
     python bench/sweep_efficiency.py [--images 2000] [--val-images 1000] [--batch-size 64] [--epochs 6]
                                      [--trials 16] [--seeds 0 1 2] [--pruners none median hyperband]
                                      [--pruners none median:n_startup_trials=3,n_warmup_steps=1]
-                                     [--eval-batch-size 1000] [--trace]
+                                     [--eval-batch-size 1000] [--trace] [--reference-cache FILE]
 
 For each sampler seed, the lr sweep (TPE, the `lr` search space) runs once per pruner setting on
 the same fixed CIFAR-10 subset and trial budget: `none` = no pruner and no online triage (the
 reference), the others = that pruner + triage's online stop of diverging trials. Printed per run:
 total epochs trained, wall time, best final val_acc, and the epochs spent until the study first came
 within 0.5 point of the reference's best (the speed-up is the reference's own figure over it).
-Needs CIFAR10_ROOT; stores live in a temporary SWEEPS_HOME.
+Needs CIFAR10_ROOT; stores live in a temporary SWEEPS_HOME. `--reference-cache FILE` keeps each seed's
+reference outcome in a JSON file and reuses it while the settings and the code (conf/, sweeps/, training/)
+are the same: trial results are deterministic, so only the pruned runs need to train again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import optuna
 
@@ -79,6 +84,25 @@ def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) 
     return out, trace
 
 
+def reference(seed: int, args: argparse.Namespace) -> Outcome:
+    """The unpruned study's outcome for `seed`: from `--reference-cache` when it holds this setting, else run."""
+    root = Path(__file__).resolve().parent.parent
+    code = hashlib.sha256()
+    for f in sorted(p for d in ("conf", "sweeps", "training") for p in (root / d).rglob("*") if p.suffix in (".py", ".yaml")):
+        code.update(f.read_bytes())
+    key = f"{args.images}/{args.val_images}/{args.batch_size}/{args.epochs}/{args.trials}/{seed}/{code.hexdigest()[:12]}"
+    cache = Path(args.reference_cache) if args.reference_cache else None
+    known = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    if key in known:
+        print(f"seed {seed} none: reused from {cache}")
+        return Outcome(**known[key])
+    ref, trace = run("none", seed, args, None)
+    ref.epochs_to_target = next(e for e, b in trace if b >= ref.best - 0.005)
+    if cache:
+        cache.write_text(json.dumps({**known, key: asdict(ref)}, indent=1))
+    return ref
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2000)
@@ -90,6 +114,7 @@ def main() -> None:
     ap.add_argument("--pruners", nargs="+", default=["none", "median", "hyperband"])
     ap.add_argument("--eval-batch-size", type=int, default=1000)  # 250 evaluates 10,000 images 1.5x faster on 2 cores
     ap.add_argument("--trace", action="store_true", help="print every trial: state, lr, epochs, value")
+    ap.add_argument("--reference-cache", help="JSON file that keeps the unpruned reference per seed and setting")
     args = ap.parse_args()
     os.environ.setdefault("SWEEPS_HOME", tempfile.mkdtemp(prefix="sweep-efficiency-"))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -97,8 +122,7 @@ def main() -> None:
     speedups: dict[str, list[float]] = {p: [] for p in args.pruners if p != "none"}
     gaps: dict[str, list[float]] = {p: [] for p in speedups}
     for seed in args.seeds:
-        ref, trace = run("none", seed, args, None)
-        ref.epochs_to_target = next(e for e, b in trace if b >= ref.best - 0.005)
+        ref = reference(seed, args)
         print(f"seed {seed} none              : {ref.epochs:4d} epochs {ref.seconds:6.0f}s best {ref.best:.4f} "
               f"target reached after {ref.epochs_to_target} epochs {ref.by_state}")  # fmt: skip
         for pruner in speedups:
