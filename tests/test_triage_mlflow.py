@@ -260,7 +260,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsy
     for args in cases:
         capsys.readouterr()
         assert main(list(args)) != 0, args
-        lines = [l for l in capsys.readouterr().err.strip().splitlines() if not l.startswith("20")]  # mlflow logs
+        lines = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("20")]  # mlflow logs
         assert len(lines) == 1 and lines[0].startswith("triage: "), (args, lines)
     assert not (tmp_path / "missing.db").exists()  # a missing store is reported, not created
     out = run_cli("triage", "summarize", "--experiment", "nope", "--tracking-uri", store,

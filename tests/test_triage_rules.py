@@ -210,7 +210,7 @@ def test_thresholds_come_from_the_yaml_and_change_verdicts() -> None:
 
 def test_thresholds_reject_a_missing_value(tmp_path) -> None:
     from triage.thresholds import DEFAULT_PATH
-    text = "\n".join(l for l in DEFAULT_PATH.read_text().splitlines() if not l.startswith("explode_ratio"))
+    text = "\n".join(ln for ln in DEFAULT_PATH.read_text().splitlines() if not ln.startswith("explode_ratio"))
     (tmp_path / "t.yaml").write_text(text)
     with pytest.raises(ValueError, match="explode_ratio"):
         load_thresholds(tmp_path / "t.yaml")
