@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global state, safe to draw off the main thread
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FormatStrFormatter, LogLocator
+from matplotlib.ticker import AutoLocator, FormatStrFormatter, LogLocator
 
 from training.config import ConfigError
 
@@ -41,12 +42,9 @@ class CurvePlot:
         for ax, (name, keys, scale) in zip(self._axes, PANELS):
             for key in keys:
                 (self._lines[key],) = ax.plot([], [], marker="o", ms=3, label=key)
-            ax.set(xlabel="epoch", yscale=scale)
+            ax.set(xlabel="epoch")
             ax.set_title(name, y=1.0, pad=6)  # a fixed position: placing it clear of the ticks costs a layout pass
-            ax.minorticks_off()
-            if scale == "log":  # labelled ticks at 1-2-5 steps, so a range under a decade still reads
-                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-                ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+            _set_yscale(ax, scale)
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         self._title = self.figure.suptitle("")
@@ -56,11 +54,30 @@ class CurvePlot:
         epochs = [r["epoch"] for r in records]
         for key, line in self._lines.items():
             line.set_data(epochs, [r[key] for r in records])
-        for ax in self._axes:
-            ax.relim()
+        for ax, (name, keys, scale) in zip(self._axes, PANELS):
+            ax.relim()  # first: a change of scale autoscales on the data limits
+            if scale == "log":  # a log axis would hide a zero: a dead network's gradient, a schedule's last lr
+                zero = any(r[k] <= 0 for r in records for k in keys)  # NaN and inf are not, and stay absent
+                if _set_yscale(ax, "linear" if zero else "log"):
+                    ax.title.set_text(f"{name} (linear: has zeros)" if zero else name)
             ax.autoscale_view()
         self._title.set_text(title)
         return self.figure
+
+
+def _set_yscale(ax: Axes, scale: str) -> bool:
+    """Give `ax` this y scale, log with labelled ticks at 1-2-5 steps (a range under a decade still
+    reads) and no minor ticks; whether it changed."""
+    if ax.get_yscale() == scale:
+        return False
+    if scale == "linear":  # matplotlib asks the old locator for default limits, and a LogLocator warns
+        ax.yaxis.set_major_locator(AutoLocator())
+    ax.set_yscale(scale)
+    ax.minorticks_off()
+    if scale == "log":
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+    return True
 
 
 def plot_mode(tracking: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -305,6 +306,24 @@ def test_curve_plot_redrawn_for_another_trial_keeps_nothing_of_the_last(tmp_path
     plot.draw(healthy, "trial").savefig(tmp_path / "again.png")
     assert (tmp_path / "again.png").read_bytes() == first.read_bytes()
     assert (tmp_path / "diverged.png").read_bytes() != first.read_bytes()
+
+
+def test_curve_plot_shows_zeros_a_log_axis_would_hide(tmp_path: Path) -> None:
+    """A dead network's zero gradient norm is drawn on a linear axis that says so, without a warning."""
+    from sweeps.plots import PANELS, CurvePlot
+
+    keys = [k for _, ks, _ in PANELS for k in ks]
+    dead = [{"epoch": e, **{k: 0.5 for k in keys}, "grad_norm": 0.0, "grad_norm_max": 0.0} for e in range(1, 4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib: "Data has no positive values, and therefore cannot be log-scaled"
+        figure = CurvePlot().draw(dead, "dead")
+        figure.savefig(tmp_path / "dead.png")
+    panels = {ax.get_title(): ax for ax in figure.axes}
+    assert {t: ax.get_yscale() for t, ax in panels.items()} == {
+        "loss": "linear", "accuracy": "linear", "gradient norm (pre-clip) (linear: has zeros)": "linear", "learning rate": "log"
+    }  # fmt: skip
+    low, high = panels["gradient norm (pre-clip) (linear: has zeros)"].get_ylim()
+    assert low < 0 < high
 
 
 def _open_storage_with(barrier: Any, url: str) -> None:
