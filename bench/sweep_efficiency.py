@@ -11,8 +11,9 @@ reference), the others = that pruner + triage's online stop of diverging trials.
 total epochs trained, wall time, best final val_acc, and the epochs spent until the study first came
 within 0.5 point of the reference's best (the speed-up is the reference's own figure over it).
 Needs CIFAR10_ROOT; stores live in a temporary SWEEPS_HOME. `--reference-cache FILE` keeps each seed's
-reference outcome in a JSON file and reuses it while the settings and the code (conf/, sweeps/, training/)
-are the same: trial results are deterministic, so only the pruned runs need to train again.
+reference outcome in a JSON file and reuses it while the settings, the code (conf/, sweeps/, training/)
+and the torch build are the same: on one machine trial results are deterministic, so only the pruned
+runs need to train again (another torch build, or another CPU, gives other figures).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import optuna
+import torch
 
 
 @dataclass
@@ -90,6 +92,7 @@ def reference(seed: int, args: argparse.Namespace) -> Outcome:
     code = hashlib.sha256()
     for f in sorted(p for d in ("conf", "sweeps", "training") for p in (root / d).rglob("*") if p.suffix in (".py", ".yaml")):
         code.update(f.read_bytes())
+    code.update(f"{torch.__version__} {torch.backends.cpu.get_cpu_capability()}".encode())  # other kernels, other trials
     key = f"{args.images}/{args.val_images}/{args.batch_size}/{args.epochs}/{args.trials}/{seed}/{code.hexdigest()[:12]}"
     cache = Path(args.reference_cache) if args.reference_cache else None
     known = json.loads(cache.read_text()) if cache and cache.exists() else {}
