@@ -186,7 +186,7 @@ def markdown(summary: "Summary", images: dict[str, str]) -> str:
     t = _lines(summary)
     out = [f"# Triage of `{summary.experiment}`", "",
            f"{len(summary.runs)} runs: {t['counts']}. Triage version {summary.version}.", "",
-           f"**Epochs saved by stopping trials early:** {summary.epochs}.", ""]
+           f"**Stopping trials early:** {summary.epochs}.", ""]
     out += ["## Failure regions", ""]
     if t["rules"]:
         out += ["| rule | what to change |", "| --- | --- |"]
@@ -224,7 +224,7 @@ def html_report(summary: "Summary", pngs: dict[str, bytes]) -> str:
 
     parts = [f"<h1>Triage of <code>{e(summary.experiment)}</code></h1>",
              f"<p>{len(summary.runs)} runs: {e(t['counts'])}. Triage version {e(summary.version)}.</p>",
-             f"<p><b>Epochs saved by stopping trials early:</b> {e(str(summary.epochs))}.</p>",
+             f"<p><b>Stopping trials early:</b> {e(str(summary.epochs))}.</p>",
              "<h2>Failure regions</h2>",
              table(["rule", "what to change"], t["rules"]) if t["rules"]
              else "<p>No hyperparameter region explains a failure (too few trials, or no failures).</p>"]
@@ -280,7 +280,7 @@ def print_table(summary: "Summary", console: Any = None) -> None:
         console.print(f"… {len(t['rows']) - MAX_TABLE_ROWS} more runs in triage_summary.md")
     for rule, sugg in t["rules"]:
         console.print(f"[bold]{rule}[/]: {sugg}")
-    console.print(f"epochs saved: {summary.epochs}")
+    console.print(str(summary.epochs))
     for n in summary.notes:
         console.print(n)
     if summary.files:
