@@ -42,7 +42,8 @@ class Outcome:
     by_state: dict[str, int] | None = None
 
 
-def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) -> tuple[Outcome, list[tuple[int, float]]]:
+def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) -> Outcome:
+    """One study; `target` is the val_acc to come within 0.5 point of (None: the study's own best)."""
     from sweeps.driver import open_sweep
 
     name, _, settings = pruner.partition(":")  # e.g. median:n_startup_trials=2,n_warmup_steps=1
@@ -81,9 +82,9 @@ def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) 
     for t in sw.study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     out = Outcome(epochs_done, seconds, trace[-1][1], by_state=states)
-    if target is not None:
-        out.epochs_to_target = next((e for e, b in trace if b >= target - 0.005), None)
-    return out, trace
+    goal = out.best if target is None else target
+    out.epochs_to_target = next((e for e, b in trace if b >= goal - 0.005), None)
+    return out
 
 
 def reference(seed: int, args: argparse.Namespace) -> Outcome:
@@ -99,8 +100,7 @@ def reference(seed: int, args: argparse.Namespace) -> Outcome:
     if key in known:
         print(f"seed {seed} none: reused from {cache}")
         return Outcome(**known[key])
-    ref, trace = run("none", seed, args, None)
-    ref.epochs_to_target = next(e for e, b in trace if b >= ref.best - 0.005)
+    ref = run("none", seed, args, None)
     if cache:
         cache.write_text(json.dumps({**known, key: asdict(ref)}, indent=1))
     return ref
@@ -129,7 +129,7 @@ def main() -> None:
         print(f"seed {seed} none              : {ref.epochs:4d} epochs {ref.seconds:6.0f}s best {ref.best:.4f} "
               f"target reached after {ref.epochs_to_target} epochs {ref.by_state}")  # fmt: skip
         for pruner in speedups:
-            out, _ = run(pruner, seed, args, ref.best)
+            out = run(pruner, seed, args, ref.best)
             reach = out.epochs_to_target
             speed = ref.epochs_to_target / reach if reach else 0.0
             speedups[pruner].append(speed)
