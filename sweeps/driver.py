@@ -80,7 +80,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     space = SearchSpace.from_config(sweep["space"])
     typed = TrialConfig.typed(job)
     base = TrialConfig.from_typed(typed)  # validated
-    _check_keys(space, job)
+    _check_keys(space, typed)
     sampler, pruner = build_sampler(sweep, space), build_pruner(sweep, base.train.epochs)
     if int(sweep["n_trials"]) < 1 or int(sweep["n_workers"]) < 1:
         raise ConfigError("sweep.n_trials and sweep.n_workers must be >= 1")
@@ -121,10 +121,12 @@ def _parent_run(study: optuna.Study, tracker: Tracker, created: bool) -> str:
     return parent
 
 
-def _check_keys(space: SearchSpace, job: dict[str, Any]) -> None:
-    cfg = OmegaConf.create(job)
+def _check_keys(space: SearchSpace, typed: DictConfig) -> None:
+    """Every space key must name one value of the trial schema, whether or not the chosen YAML sets it
+    (`scheduler=none` sets no `step_size`, which the schedule sweep samples)."""
     for key in space.keys:
-        if key.split(".")[0] not in TRIAL_GROUPS or OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+        value = OmegaConf.select(typed, key, default="<missing>") if key.split(".")[0] in TRIAL_GROUPS else "<missing>"
+        if value == "<missing>" or isinstance(value, DictConfig):
             raise ConfigError(f"sweep.space.{key}: not a training config key (e.g. optimizer.lr, train.clip_theta)")
 
 

@@ -194,6 +194,9 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=nope"], "Could not find 'sweep/nope'; choose one of: clip, full, lr, reg, schedule"),
         (["+sweep=lr", "sweep.space.optimizer.lr.type=gaussian"], "sweep.space.optimizer.lr.type='gaussian' is unknown"),
         (["+sweep=lr", "sweep.space.optimizer.lr.low=100"], "low < high"),
+        (["+sweep=lr", "+sweep.space.optimizer.nosuch={type:float,low:0.1,high:1.0}"],
+         "sweep.space.optimizer.nosuch: not a training config key"),
+        (["+sweep=lr", "+sweep.space.train={type:float,low:0.1,high:1.0}"], "sweep.space.train: not a training config key"),
         (["+sweep=lr", "sweep.pruner.name=patient"], "sweep.pruner.name='patient' is unknown"),
         (["+sweep=lr", "sweep.pruner.name=percentile", "sweep.pruner.percentile=150"], "between 0 and 100"),
         (["+sweep=lr", "sweep.storage=postgresql://postgres@127.0.0.1:1/none"], "cannot open Optuna storage"),
@@ -214,6 +217,42 @@ def test_bad_input_creates_nothing(tmp_path: Path, sweeps_home: Path, cifar_root
     if (sweeps_home / "mlflow.db").exists():
         assert MlflowClient(tracking).get_experiment_by_name("lr") is None
     assert not (tmp_path / "outputs").exists()
+
+
+SWEEP_FILES = sorted(f.stem for f in (Path(__file__).parents[1] / "conf" / "sweep").glob("[!_]*.yaml"))
+
+
+@pytest.mark.parametrize("name", SWEEP_FILES)
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask() outside Study.optimize
+def test_every_sweep_opens_and_its_points_are_valid_trials(name: str, tmp_path: Path, sweeps_home: Path,
+                                                           cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Each conf/sweep file composes and opens, and every point its space yields lands on the trial's config
+    and validates: the schedule and full sweeps sample scheduler keys that the default `scheduler=none` leaves unset."""
+    from functools import reduce
+
+    from sweeps.driver import SWEEPS, open_sweep
+    from training import TrialConfig
+
+    assert name in SWEEPS
+    monkeypatch.chdir(tmp_path)
+    sw, _ = open_sweep([f"+sweep={name}", *SMALL])
+    sampled: set[str] = set()
+    for _ in range(40):
+        values = sw.space.suggest(sw.study.ask())
+        cfg = TrialConfig.from_typed(sw.typed, values)
+        for key, value in values.items():
+            assert reduce(getattr, key.split("."), cfg) == value, key
+        sampled |= set(values)
+    assert sampled == set(sw.space.keys)  # the conditional keys too
+
+
+def test_full_sweep_trains_with_every_knob(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    p = run_cli("sweeps", "run", "+sweep=full", "sweep.n_trials=3", "train.epochs=2", "data.train_size=300",
+                "data.val_size=100", cwd=tmp_path)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    study = optuna.load_study(study_name="full", storage=stores(sweeps_home)[0])
+    assert len(study.trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    assert {"optimizer.lr", "scheduler.name"} <= set(study.trials[0].params)
 
 
 def test_online_triage_stops_a_diverging_trial_and_spares_the_healthy_one(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
