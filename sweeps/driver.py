@@ -99,11 +99,15 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
 
 def _open_study(sweep: dict[str, Any], storage: BaseStorage, sampler: optuna.samplers.BaseSampler,
                 pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study, bool]:  # fmt: skip
-    """The study, and whether this process created it: of processes starting at once, exactly one does."""
+    """The study, and whether this process created it: of processes starting at once, exactly one does.
+
+    Only that process samples with `sweep.sampler.seed` as given. Any other (a worker, a resumed run,
+    another machine) reseeds its sampler: with the same seed it would draw the same points again."""
     kw: dict[str, Any] = {"study_name": sweep["study_name"], "storage": storage, "sampler": sampler, "pruner": pruner}
     try:
         return optuna.create_study(**kw, direction=sweep["objective"]["direction"]), True
     except optuna.exceptions.DuplicatedStudyError:
+        sampler.reseed_rng()
         return optuna.load_study(**kw), False
 
 

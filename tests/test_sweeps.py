@@ -133,6 +133,7 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
     assert [r.info.status for r in runs] == [{"COMPLETE": "FINISHED", "FAIL": "FAILED"}[s] for s in expected]
     assert runs[killed].data.tags["sweep.failure"] == "interrupted"
     assert len(MlflowClient(tracking).get_metric_history(runs[0].info.run_id, "val_acc")) == 4  # nothing lost
+    assert len({t.params["optimizer.lr"] for t in study.trials}) == 3  # the resumed run did not redraw trial 0's lr
 
     again = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)  # a finished study runs nothing more
     assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 3
@@ -145,6 +146,7 @@ def _check_workers(storage: str, tracking: str, name: str, n: int) -> None:
     assert sorted(t.number for t in study.trials) == list(range(n))
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     assert len({t.user_attrs["worker"] for t in study.trials}) == n  # one process per trial
+    assert len({t.params["optimizer.lr"] for t in study.trials}) == n  # each process draws its own point
     runs = children(MlflowClient(tracking), name)
     assert sorted(int(r.data.tags["sweep.trial"]) for r in runs) == list(range(n))
     assert all(r.info.status == "FINISHED" for r in runs)
