@@ -62,3 +62,27 @@ def test_too_few_trials_or_no_failures_give_no_rules() -> None:
     assert failure_rules(params, labels, ["diverging"]) == []
     params, _ = _trials()
     assert failure_rules(params, ["healthy"] * len(params), ["diverging"]) == []
+
+
+def test_importances_that_optuna_can_only_make_equal_become_a_note() -> None:
+    import warnings
+
+    import optuna
+
+    from triage.summary import _importances
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def study(n: int) -> optuna.Study:
+        s = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        s.optimize(lambda t: 10 * t.suggest_float("lr", 1e-4, 1, log=True) + 0.01 * t.suggest_float("l2", 0, 1), n_trials=n)
+        return s
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        few = _importances(study(1))
+        importances, note = _importances(study(30))
+    assert not shown  # Optuna's warning becomes the note, not noise on the user's terminal
+    assert few == (None, "no hyperparameter importances: The number of trials is too small to compute importances. "
+                         "Parameter importances will be equal.")  # fmt: skip
+    assert note is None and importances is not None and importances["lr"] > importances["l2"]

@@ -9,6 +9,7 @@ print a rich table. The ``Summary`` it returns holds everything the sweep's end 
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,12 +125,21 @@ def version_string(th: Thresholds) -> str:
 
 
 def _importances(study: Any) -> tuple[dict[str, float] | None, str | None]:
+    """Optuna's importances of the study's params, or a note why there are none. Where Optuna warns that
+    it could only make them all equal (too few trials, one regime), they say nothing: a note instead."""
     import optuna
 
-    try:
-        return dict(optuna.importance.get_param_importances(study)), None
-    except Exception as e:  # too few completed trials, a single param value, ...
-        return None, f"no hyperparameter importances: {str(e).splitlines()[0]}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            importances = dict(optuna.importance.get_param_importances(study))
+        except Exception as e:  # no completed trials, a single param value, ...
+            return None, f"no hyperparameter importances: {str(e).splitlines()[0]}"
+    said = [str(w.message).splitlines()[0] for w in caught]
+    equal = next((m for m in said if "importances will be equal" in m.lower()), None)
+    if equal:
+        return None, f"no hyperparameter importances: {equal}"
+    return importances, (f"hyperparameter importances are rough: {said[0]}" if said else None)
 
 
 def summarize(
