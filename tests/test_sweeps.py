@@ -446,8 +446,8 @@ def test_only_the_process_that_creates_a_study_makes_its_parent_run(sweeps_home:
     sweeps_home.mkdir()
     storage, tracking = stores(sweeps_home)
     sweep = {"study_name": "at-once", "objective": {"direction": "maximize"}}
-    first, created = _open_study(sweep, storage, None, None)
-    second, found = _open_study(sweep, storage, None, None)
+    first, created = _open_study(sweep, storage, optuna.samplers.TPESampler(seed=0), optuna.pruners.NopPruner())
+    second, found = _open_study(sweep, storage, optuna.samplers.TPESampler(seed=0), optuna.pruners.NopPruner())
     assert (created, found) == (True, False)
     tracker = Tracker(tracking, "at-once")
     with ThreadPoolExecutor(1) as pool:
@@ -457,3 +457,19 @@ def test_only_the_process_that_creates_a_study_makes_its_parent_run(sweeps_home:
         parent = _parent_run(first, tracker, created)
         assert waiting.result(timeout=10) == parent
     assert [r.info.run_id for r in tracker.client.search_runs([tracker.experiment_id])] == [parent]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_process_that_finds_the_study_draws_its_own_points(sweeps_home: Path) -> None:
+    """Same seed, two processes: the creator keeps the seed, the other reseeds (else both draw the same lr)."""
+    from sweeps.driver import _open_study
+
+    sweeps_home.mkdir()
+    storage = stores(sweeps_home)[0]
+    sweep = {"study_name": "seeds", "objective": {"direction": "maximize"}}
+    draws = []
+    for _ in range(2):
+        study, _created = _open_study(sweep, storage, optuna.samplers.TPESampler(seed=0), optuna.pruners.NopPruner())
+        draws.append(study.ask().suggest_float("lr", 1e-5, 10, log=True))
+    alone = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0)).ask().suggest_float("lr", 1e-5, 10, log=True)
+    assert draws[0] == alone and draws[1] != draws[0]
