@@ -52,6 +52,20 @@ def test_exploded_then_flat_at_chance_is_diverging_not_plateau() -> None:
         assert classify({"train_loss": [level * 1.01] + [level] * 24}).label == "plateau"
 
 
+def test_two_epochs_that_exploded_and_learned_nothing_are_diverging() -> None:
+    """Too short for a flat stretch: epoch 1 far above epoch 2 with the accuracy unmoved (adam at lr 3.6, measured)."""
+    exploded = {k: np.array(v) for k, v in {"train_loss": [9.4e8, 1.66e8], "val_loss": [3.16e8, 1323.0],
+                                            "val_acc": [0.1, 0.1], "grad_norm": [8.5e7, 9.3e6]}.items()}  # fmt: skip
+    for factor in (1e-6, 1.0):
+        v = classify(scaled(exploded, factor))
+        assert v.label == "diverging" and "learned nothing" in v.reason, v.reason
+    # the same fall while the accuracy moves, or with no accuracy to look at, is not called dead
+    assert classify({**exploded, "val_acc": np.array([0.1, 0.3])}).label != "diverging"
+    assert classify({k: c for k, c in exploded.items() if k != "val_acc"}).label != "diverging"
+    assert classify({"train_loss": [2.1, 1.8], "val_loss": [1.95, 1.75], "val_acc": [0.28, 0.36]}).label == "healthy"
+    assert classify({"train_loss": [2.302, 2.298], "val_acc": [0.1, 0.1]}).label != "diverging"  # a slow start
+
+
 def test_learned_then_died_is_diverging() -> None:
     """Learns to 60% of chance, then an explosion kills it: back at chance, flat."""
     curve = [2.3, 1.8, 1.5, 1.4, 40.0] + [2.303] * 10

@@ -234,6 +234,20 @@ def _dead(run: _Run, key: str, s: CurveStats, th: Thresholds, ratio: float, spik
                   f"and {detail}: the network died")
 
 
+def _dead_in_two(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
+    """Two epochs, too few for ``_dead``'s flat stretch: the first epoch averaged ≥ ``explode_ratio`` × the
+    second while the accuracy did not move at all. A loss that falls that far without one prediction changing
+    is exploded outputs shrinking back, not learning."""
+    if p.n != 2 or p.tail <= 0 or p.start < th.explode_ratio * p.tail:
+        return None
+    frozen = _frozen_accuracy(run, 0, 2, th)
+    if frozen is None or not frozen[0]:
+        return None
+    conf = _conf(p.start / p.tail, th.explode_ratio, 10 * th.explode_ratio)
+    return conf, (f"{key} exploded to {_f(p.start)} in epoch 1 ({_f(p.start / p.tail)}× epoch 2) while "
+                  f"{frozen[1].replace('frozen at', 'stayed at')} in both epochs: it learned nothing, the network died")
+
+
 def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
     """grad_norm exploded and collapsed within a few epochs while the loss stopped improving after it."""
     g = run.stats.get("grad_norm")
@@ -391,6 +405,9 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
                                       or _dead(run, k, s, th, th.dead_short_ratio, th.spike_ratio, 2))
         if hit:
             return _verdict(run, th, DIVERGING, hit[0], hit[1], "dead", peak_ratio=s.peak / s.tail)
+    hit = _dead_in_two(run, key, p, th)
+    if hit:
+        return _verdict(run, th, DIVERGING, hit[0], hit[1], "dead", peak_ratio=p.start / p.tail)
     hit = _grad_dead(run, key, p, th)
     if hit:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "grad_dead")
