@@ -337,7 +337,10 @@ def report(sw: Sweep, run_dir: Path) -> None:
         console.print(f"best trial {best.number}: {metric} {best.value:.4f}  " +
                       "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))  # fmt: skip
     uri, storage = mask(job["tracking"]["uri"]), mask(job["sweep"]["storage"])
-    console.print(f"MLflow experiment '{study.study_name}':  mlflow ui --backend-store-uri {uri}")
+    if uri.startswith(("http://", "https://")):
+        console.print(f"MLflow experiment '{study.study_name}':  {uri.rstrip('/')}/#/experiments/{sw.tracker.experiment_id}")
+    else:
+        console.print(f"MLflow experiment '{study.study_name}':  mlflow ui --backend-store-uri {uri}")
     if not storage.startswith("journal"):
         console.print(f"Optuna study '{study.study_name}':  optuna-dashboard {storage}")
     if finished(study):

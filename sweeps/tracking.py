@@ -14,6 +14,7 @@ epochs its running trials had not sent yet (a few seconds' worth; those trials a
 from __future__ import annotations
 
 import math
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,8 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
         self.uri = uri
+        # the sweep prints one line per trial; a tracking server would have MLflow print two links per run
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         with _first_use(uri):
             self.client = MlflowClient(tracking_uri=uri)
             self.experiment_id = self._experiment(experiment, artifact_location)

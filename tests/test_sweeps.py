@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -473,3 +474,41 @@ def test_a_process_that_finds_the_study_draws_its_own_points(sweeps_home: Path) 
         draws.append(study.ask().suggest_float("lr", 1e-5, 10, log=True))
     alone = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0)).ask().suggest_float("lr", 1e-5, 10, log=True)
     assert draws[0] == alone and draws[1] != draws[0]
+
+
+def test_sweep_against_a_real_mlflow_server(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    """tracking.uri=http://...: runs, metrics and artifacts go through `mlflow server`; the terminal shows the
+    sweep's own lines and the experiment's URL, not MLflow's two 'View run' links per run."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(0.5)
+        p = sweep(tmp_path, f"tracking.uri={url}", "tracking.trial_plots=all", n=2)
+        assert "View run" not in p.stdout + p.stderr
+        client = MlflowClient(url)
+        exp = client.get_experiment_by_name("lr")
+        assert f"{url}/#/experiments/{exp.experiment_id}" in p.stderr
+        runs = children(client, "lr")
+        assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+        assert len(client.get_metric_history(runs[0].info.run_id, "val_acc")) == 2
+        assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} >= {"curves.png"}
+        assert (tmp_path / "server-artifacts").is_dir()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
