@@ -244,8 +244,8 @@ def _dead_in_two(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[fl
     if frozen is None or not frozen[0]:
         return None
     conf = _conf(p.start / p.tail, th.explode_ratio, 10 * th.explode_ratio)
-    return conf, (f"{key} exploded to {_f(p.start)} in epoch 1 ({_f(p.start / p.tail)}× epoch 2) while "
-                  f"{frozen[1].replace('frozen at', 'stayed at')} in both epochs: it learned nothing, the network died")
+    return conf, (f"{key} exploded to {_f(p.start)} in epoch 1 ({_f(p.start / p.tail)}× epoch 2) with "
+                  f"{frozen[1]} in both epochs: it learned nothing, the network died")
 
 
 def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
