@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=TrainConfig.channels_last)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=1, help="alternating serial/fused runs per K; the median is shown")
     args = ap.parse_args()
@@ -81,7 +81,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     print(f"device {device} ({name}), torch {torch.__version__}; {args.images} train / {args.val_images} val images, "
           f"{args.epochs} epochs, batch {args.batch_size}, {args.optimizer}, {args.precision}"
-          f"{', channels_last' if args.channels_last else ''}")  # fmt: skip
+          f", {'channels_last' if args.channels_last else 'NCHW'}")  # fmt: skip
 
     warm = trials(2, args, data_cfg, device)
     timed(lambda: serial(warm[:1], data), device)

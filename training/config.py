@@ -78,9 +78,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto = cuda, then mps, then cpu
     precision: str = "fp32"  # fp32 or bf16 (autocast)
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: the CPU's max-pool is 4x slower on NCHW; tensor cores want NHWC too
     compile: bool = False
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 250  # a CPU evaluates fastest when a batch's activations fit its cache
 
 
 @dataclass
