@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -186,15 +187,16 @@ def finished(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def trial_line(t: FrozenTrial, metric: str) -> str:
-    params = "  ".join(f"{k}={_fmt(v)}" for k, v in t.params.items() if not k.endswith(".on"))
+    params = _params_text(t.params)
     value = f"{metric} {t.value:.4f}" if t.value is not None else t.user_attrs.get("triage", "")
     seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0
     why = f"  ({t.user_attrs['error']})" if "error" in t.user_attrs else ""
     return f"trial {t.number:3d}  {t.state.name:8s}  {value:16s}  {seconds:6.1f}s  {params}{why}"
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+def _params_text(params: dict[str, Any]) -> str:
+    """`key=value` per sampled value, 3 digits; an optional knob's `.on` switch shows by its presence."""
+    return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items() if not k.endswith(".on"))
 
 
 def run_in_process(sw: Sweep) -> None:
@@ -311,10 +313,33 @@ def run(overrides: list[str]) -> int:
         interrupted = True
         console.print("[yellow]interrupted: the running trial is marked failed; re-run the same command to resume[/]")
     reconcile(sw)
-    report(sw, run_dir)
+    report(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(sw.study.get_trials(deepcopy=False)) >= sw.n_trials
     sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not interrupted else "KILLED")
     return 130 if interrupted else 0
+
+
+def rerun_command(overrides: list[str], values: dict[str, Any]) -> str:
+    """`python -m training fit ...` that trains a trial alone: the sweep's overrides of the training
+    groups, then the trial's sampled values (`++`: `scheduler=none` has no `step_size` to override)."""
+    keep = [o for o in overrides if _override_key(o).split(".")[0].split("/")[0] in TRIAL_GROUPS
+            and _override_key(o) not in values]  # fmt: skip
+    sampled = [f"++{k}={_hydra_value(v)}" for k, v in values.items()]
+    return shlex.join(["python", "-m", "training", "fit", *keep, *sampled])
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _hydra_value(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(_hydra_value(x) for x in v) + "]"
+    return repr(v) if isinstance(v, float) else str(v)
 
 
 def _log_parent(sw: Sweep, run_dir: Path) -> None:
@@ -326,16 +351,18 @@ def _log_parent(sw: Sweep, run_dir: Path) -> None:
     sw.tracker.client.log_artifact(sw.parent_run_id, str(run_dir / ".hydra" / "config.yaml"))
 
 
-def report(sw: Sweep, run_dir: Path) -> None:
-    """Best trial, counts, where to look; then triage's summary of the whole experiment."""
+def report(sw: Sweep, run_dir: Path, overrides: list[str]) -> None:
+    """Best trial and the command that re-runs it, counts, where to look; then triage's summary."""
     study, job = sw.study, sw.job
     metric = job["sweep"]["objective"]["metric"]
     counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in FINISHED}
     console.print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
     if counts["COMPLETE"]:
         best = study.best_trial
-        console.print(f"best trial {best.number}: {metric} {best.value:.4f}  " +
-                      "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))  # fmt: skip
+        console.print(f"best trial {best.number}: {metric} {best.value:.4f}  {_params_text(best.params)}")
+        command = rerun_command(overrides, sw.space.values_of(best.params))
+        console.print(f"re-run it: {command}")
+        sw.tracker.client.set_tag(sw.parent_run_id, "sweep.best_rerun", command)
     uri, storage = mask(job["tracking"]["uri"]), mask(job["sweep"]["storage"])
     if uri.startswith(("http://", "https://")):
         console.print(f"MLflow experiment '{study.study_name}':  {uri.rstrip('/')}/#/experiments/{sw.tracker.experiment_id}")

@@ -88,6 +88,10 @@ class SearchSpace:
                 values[p.key] = p.suggest(trial)
         return values
 
+    def values_of(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The config values of a finished trial, from its Optuna `params` (what `suggest` returned then)."""
+        return self.suggest(optuna.trial.FixedTrial(dict(params)))
+
     def grid(self) -> dict[str, list[Any]]:
         """The grid sampler's search space; every parameter needs `grid` values and no conditions."""
         bad = [p.key for p in self.params if not p.grid or p.when or p.optional]

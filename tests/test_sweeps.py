@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -256,6 +258,15 @@ def test_full_sweep_trains_with_every_knob(tmp_path: Path, sweeps_home: Path, ci
     study = optuna.load_study(study_name="full", storage=stores(sweeps_home)[0])
     assert len(study.trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
     assert {"optimizer.lr", "scheduler.name"} <= set(study.trials[0].params)
+
+    # the printed command trains the best trial alone and gets its very objective
+    command = next(line.split("re-run it: ", 1)[1] for line in p.stderr.splitlines() if "re-run it: " in line)
+    argv = shlex.split(command)
+    assert argv[:4] == ["python", "-m", "training", "fit"] and "train.epochs=2" in argv, command
+    fit = run_cli("training", *argv[3:], "hydra.run.dir=rerun", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    last = json.loads((tmp_path / "rerun" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["val_acc"] == study.best_value and last["epoch"] == 2
 
 
 def test_online_triage_stops_a_diverging_trial_and_spares_the_healthy_one(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
