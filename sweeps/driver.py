@@ -38,6 +38,10 @@ from training.config import TRIAL_GROUPS, ConfigError
 from training.data import find_source
 
 PARENT_ATTR = "mlflow_parent_run_id"
+SETUP_ATTR = "sweep.setup"  # the training settings the study was started with (`trial_setup`)
+# where and how fast a trial runs, not what it trains: these may differ between machines and resumes
+RUNTIME_KEYS = ("data.root", "data.cache_dir", "data.download", "train.device", "train.channels_last", "train.compile",
+                "train.eval_batch_size")  # fmt: skip
 PARENT_WAIT_S = 30.0  # how long a process that did not create the study waits for its parent run
 WORKER_ENV = "SWEEPS_WORKER_OVERRIDES"  # overrides handed to worker processes (not on their command line)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -93,6 +97,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
     tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))
     study, created = _open_study(sweep, storage, sampler, pruner)
+    _check_setup(study, created, trial_setup(typed, space))
     if worker:
         return Sweep(job, space, study, tracker, study.user_attrs[PARENT_ATTR], typed), cfg
     return Sweep(job, space, study, tracker, _parent_run(study, tracker, created), typed), cfg
@@ -110,6 +115,29 @@ def _open_study(sweep: dict[str, Any], storage: BaseStorage, sampler: optuna.sam
     except optuna.exceptions.DuplicatedStudyError:
         sampler.reseed_rng()
         return optuna.load_study(**kw), False
+
+
+def trial_setup(typed: DictConfig, space: SearchSpace) -> dict[str, Any]:
+    """What every trial's result depends on besides its sampled values: the training settings."""
+    flat = flatten(OmegaConf.to_container(typed))  # type: ignore[arg-type]
+    return {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and k not in space.keys}
+
+
+def _check_setup(study: optuna.Study, created: bool, setup: dict[str, Any]) -> None:
+    """The creator records the study's training settings; a resume or worker must bring the same ones,
+    else its trials would not be comparable with those already in the study (e.g. 2 epochs vs 10).
+    The search space, budget, pruner and sampler may change between runs."""
+    if created:
+        study.set_user_attr(SETUP_ATTR, setup)
+        return
+    known = study.user_attrs.get(SETUP_ATTR)
+    if known is None:  # a study from before this check
+        return
+    changed = [k for k in sorted({*known, *setup}) if known.get(k) != setup.get(k)]
+    if changed:
+        k, more = changed[0], f" (also {', '.join(changed[1:4])}{', ...' if len(changed) > 4 else ''})" if changed[1:] else ""
+        raise ConfigError(f"study {study.study_name!r} was started with {k}={known.get(k)}, this run has "
+                          f"{k}={setup.get(k)}{more}: resume it with its settings, or set a new sweep.study_name")  # fmt: skip
 
 
 def _parent_run(study: optuna.Study, tracker: Tracker, created: bool) -> str:

@@ -49,14 +49,14 @@ def children(client: MlflowClient, experiment: str) -> list:
 
 
 def test_completed_pruned_and_diverged_trials(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
-    """Trial 0 learns (adam, lr 1e-3); trial 1 (lr 1e-7) trails it and is pruned; trial 2 (sgd, lr 1e3) goes NaN
-    and is stopped as diverging: PRUNED, not FAIL, so that the sampler learns from it."""
+    """Trial 0 learns (lr 0.05); trial 1 (lr 1e-7) trails it and is pruned; trial 2 (lr 1e3) goes NaN and is
+    stopped as diverging: PRUNED, not FAIL, so that the sampler learns from it. Each resume narrows the space."""
     storage, tracking = stores(sweeps_home)
-    common = ["optimizer=adam", "sweep.objective.metric=train_loss", "sweep.objective.direction=minimize",
+    common = ["sweep.objective.metric=train_loss", "sweep.objective.direction=minimize",
               "sweep.pruner.n_startup_trials=1", "sweep.pruner.n_warmup_steps=0", "sweep.online_triage=false"]  # fmt: skip
-    sweep(tmp_path, *common, *pin_lr(1e-3), n=1)
+    sweep(tmp_path, *common, *pin_lr(0.05), n=1)
     sweep(tmp_path, *common, *pin_lr(1e-7), n=2)
-    out = sweep(tmp_path, *[c for c in common if c != "optimizer=adam"], "optimizer=sgd", *pin_lr(1e3), n=3)
+    out = sweep(tmp_path, *common, *pin_lr(1e3), n=3)
 
     study = optuna.load_study(study_name="lr", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "PRUNED"]
@@ -69,8 +69,8 @@ def test_completed_pruned_and_diverged_trials(tmp_path: Path, sweeps_home: Path,
     assert [r.info.status for r in runs] == ["FINISHED", "KILLED", "KILLED"]
 
     done, pruned, diverged = runs
-    assert float(done.data.params["optimizer.lr"]) == pytest.approx(1e-3, rel=1e-3)
-    assert done.data.params["optimizer.name"] == "adam" and done.data.params["data.train_size"] == "600"
+    assert float(done.data.params["optimizer.lr"]) == pytest.approx(0.05, rel=1e-3)
+    assert done.data.params["optimizer.name"] == "sgd" and done.data.params["data.train_size"] == "600"
     for key in ("train_loss", "val_loss", "val_acc", "val_auc", "grad_norm", "lr"):
         history = client.get_metric_history(done.info.run_id, key)
         assert [m.step for m in history] == [1, 2], key
@@ -91,6 +91,20 @@ def test_completed_pruned_and_diverged_trials(tmp_path: Path, sweeps_home: Path,
     assert study.trials[2].user_attrs["triage"] == "diverging"
     assert "trial   2  PRUNED" in out.stderr and "best trial 0" in out.stderr
     assert "mlflow ui --backend-store-uri" in out.stderr
+
+
+def test_a_resume_with_other_training_settings_is_refused(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    """Trials of 2 and 3 epochs (or of adam and sgd) are not comparable: the resume stops before it trains."""
+    sweep(tmp_path, *pin_lr(0.05), n=1)
+    for changed, was in (["train.epochs=3"], "train.epochs=2, this run has train.epochs=3"),\
+                        (["optimizer=adam", "train.seed=1"], "optimizer.name=sgd, this run has optimizer.name=adam (also "):
+        p = run_cli("sweeps", "run", "+sweep=lr", "sweep.n_trials=2", *SMALL, *changed, cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and was in p.stderr, p.stderr
+    # where the data lies, the device, the layout, the space and the budget may change
+    sweep(tmp_path, *pin_lr(0.02), "train.channels_last=false", "train.eval_batch_size=100", f"data.root={cifar_root}/.", n=2)
+    storage, tracking = stores(sweeps_home)
+    assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 2
+    assert len(children(MlflowClient(tracking), "lr")) == 2
 
 
 def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
