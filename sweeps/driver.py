@@ -388,9 +388,10 @@ def report(sw: Sweep, run_dir: Path, overrides: list[str]) -> None:
     if counts["COMPLETE"]:
         best = study.best_trial
         console.print(f"best trial {best.number}: {metric} {best.value:.4f}  {_params_text(best.params)}")
-        command = rerun_command(overrides, sw.space.values_of(best.params))
-        console.print(f"re-run it: {command}")
-        sw.tracker.client.set_tag(sw.parent_run_id, "sweep.best_rerun", command)
+        if (values := sw.space.values_of(best.params)) is not None:
+            command = rerun_command(overrides, values)
+            console.print(f"re-run it: {command}")
+            sw.tracker.client.set_tag(sw.parent_run_id, "sweep.best_rerun", command)
     uri, storage = mask(job["tracking"]["uri"]), mask(job["sweep"]["storage"])
     if uri.startswith(("http://", "https://")):
         console.print(f"MLflow experiment '{study.study_name}':  {uri.rstrip('/')}/#/experiments/{sw.tracker.experiment_id}")

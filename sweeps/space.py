@@ -19,6 +19,7 @@ values for the grid sampler.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,9 +89,15 @@ class SearchSpace:
                 values[p.key] = p.suggest(trial)
         return values
 
-    def values_of(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The config values of a finished trial, from its Optuna `params` (what `suggest` returned then)."""
-        return self.suggest(optuna.trial.FixedTrial(dict(params)))
+    def values_of(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The config values of a finished trial, from its Optuna `params` (what `suggest` returned then);
+        None when the space has gained a parameter since that trial."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a value outside a since-narrowed range is still the trial's value
+            try:
+                return self.suggest(optuna.trial.FixedTrial(dict(params)))
+            except ValueError:  # FixedTrial: "the value of the parameter ... is not found"
+                return None
 
     def grid(self) -> dict[str, list[Any]]:
         """The grid sampler's search space; every parameter needs `grid` values and no conditions."""

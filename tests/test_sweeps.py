@@ -257,12 +257,14 @@ def test_every_sweep_opens_and_its_points_are_valid_trials(name: str, tmp_path: 
     sw, _ = open_sweep([f"+sweep={name}", *SMALL])
     sampled: set[str] = set()
     for _ in range(40):
-        values = sw.space.suggest(sw.study.ask())
+        values = sw.space.suggest(trial := sw.study.ask())
+        assert sw.space.values_of(trial.params) == values  # what the re-run command of a best trial sets
         cfg = TrialConfig.from_typed(sw.typed, values)
         for key, value in values.items():
             assert reduce(getattr, key.split("."), cfg) == value, key
         sampled |= set(values)
     assert sampled == set(sw.space.keys)  # the conditional keys too
+    assert sw.space.values_of({}) is None  # a trial from before the space gained its parameters
 
 
 def test_full_sweep_trains_with_every_knob(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
