@@ -3,7 +3,8 @@
     python bench/sweep_efficiency.py [--images 2000] [--val-images 5000] [--batch-size 64] [--epochs 10]
                                      [--trials 20] [--seeds 0 1 2] [--pruners none median successive_halving]
                                      [--pruners none median:n_startup_trials=3,n_warmup_steps=1]
-                                     [--eval-batch-size 250] [--trace] [--reference-cache FILE]
+                                     [--eval-batch-size 250] [--no-channels-last] [--trace]
+                                     [--reference-cache FILE]
 
 For each sampler seed, the lr sweep (TPE, the `lr` search space) runs once per pruner setting on
 the same fixed CIFAR-10 subset and trial budget: `none` = no pruner and no online triage (the
@@ -54,6 +55,7 @@ def run(pruner: str, seed: int, args: argparse.Namespace, target: float | None) 
         "+sweep=lr", f"sweep.study_name=eff-{study}-{seed}", f"sweep.sampler.seed={seed}",
         f"train.epochs={args.epochs}", f"data.train_size={args.images}", f"data.val_size={args.val_images}",
         f"train.batch_size={args.batch_size}", f"train.eval_batch_size={args.eval_batch_size}",
+        f"train.channels_last={args.channels_last}",
         f"sweep.n_trials={args.trials}", f"sweep.pruner.name={name}", f"sweep.online_triage={name != 'none'}",
         *[f"sweep.pruner.{kv}" for kv in settings.split(",") if kv],
     ]  # fmt: skip
@@ -96,7 +98,8 @@ def reference(seed: int, args: argparse.Namespace) -> Outcome:
     for f in sorted(p for d in ("conf", "sweeps", "training") for p in (root / d).rglob("*") if p.suffix in (".py", ".yaml")):
         code.update(f.read_bytes())
     code.update(f"{torch.__version__} {torch.backends.cpu.get_cpu_capability()}".encode())  # other kernels, other trials
-    key = f"{args.images}/{args.val_images}/{args.batch_size}/{args.epochs}/{args.trials}/{seed}/{code.hexdigest()[:12]}"
+    settings = f"{args.images}/{args.val_images}/{args.batch_size}/{args.epochs}/{args.trials}/{seed}"
+    key = f"{settings}{'' if args.channels_last else '/nchw'}/{code.hexdigest()[:12]}"
     cache = Path(args.reference_cache) if args.reference_cache else None
     known = json.loads(cache.read_text()) if cache and cache.exists() else {}
     if key in known:
@@ -118,6 +121,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--pruners", nargs="+", default=["none", "median"])  # median = the sweeps' default pruner
     ap.add_argument("--eval-batch-size", type=int, default=TrainConfig.eval_batch_size)
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=TrainConfig.channels_last)
     ap.add_argument("--trace", action="store_true", help="print every trial: state, lr, epochs, value")
     ap.add_argument("--reference-cache", help="JSON file that keeps the unpruned reference per seed and setting")
     args = ap.parse_args()
