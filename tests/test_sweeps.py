@@ -286,15 +286,17 @@ def test_full_sweep_trains_with_every_knob(tmp_path: Path, sweeps_home: Path, ci
 
 
 def test_online_triage_stops_a_diverging_trial_and_spares_the_healthy_one(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
-    """lr=1 blows up (val_loss NaN at epoch 4 with this seed and data); lr=0.05 learns. No pruner: only triage acts."""
-    p = sweep(tmp_path, "sweep.sampler.name=grid", "+sweep.space.optimizer.lr.grid=[0.05,1.0]", "sweep.pruner.name=none",
+    """lr=2 blows up (val_loss 6.6e7 at epoch 2, NaN at epoch 3 with this seed and data) and is stopped at once
+    as diverging; lr=0.05 learns. No pruner: only the online stop acts (its rules on finite curves:
+    test_triage_online_sweep.py). lr=1 stopped diverging in the NCHW layout, not in channels_last."""
+    p = sweep(tmp_path, "sweep.sampler.name=grid", "+sweep.space.optimizer.lr.grid=[0.05,2.0]", "sweep.pruner.name=none",
               "train.epochs=8", n=2)  # fmt: skip
     storage, tracking = stores(sweeps_home)
     trials = {round(t.params["optimizer.lr"], 3): t for t in optuna.load_study(study_name="lr", storage=storage).trials}
     assert trials[0.05].state.name == "COMPLETE" and trials[0.05].user_attrs["triage"] != "diverging"
-    assert trials[1.0].state.name == "PRUNED" and trials[1.0].user_attrs["triage"] == "diverging"
+    assert trials[2.0].state.name == "PRUNED" and trials[2.0].user_attrs["triage"] == "diverging"
     runs = {r.data.params["optimizer.lr"]: r for r in children(MlflowClient(tracking), "lr")}
-    stopped = runs["1.0"]
+    stopped = runs["2.0"]
     assert stopped.data.tags["sweep.pruned_reason"] == "diverging" and stopped.info.status == "KILLED"
     saved = 8 - int(stopped.data.tags["sweep.pruned_epoch"])
     assert saved > 0 and f"{saved} by diverging" in p.stderr
