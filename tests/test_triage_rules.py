@@ -97,6 +97,8 @@ def test_empty_missing_and_one_epoch_curves() -> None:
 def test_failed_with_an_exception_is_crashed_even_with_a_partial_curve() -> None:
     v = classify(SHAPES["healthy"](5, LN10), failure="exception", error="RuntimeError: boom")
     assert v.label == "crashed" and "boom" in v.reason and "5 recorded epochs" in v.reason
+    died = classify({"train_loss": [2.3]}, failure="interrupted", error="the process running this trial died")
+    assert died.reason == "the run was interrupted after 1 recorded epoch: the process running this trial died."
 
 
 def test_accuracy_only_runs_use_no_loss() -> None:

@@ -37,6 +37,7 @@ LOSS_KEYS = ("train_loss", "val_loss")
 STAT_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "clip_fraction")
 NONFINITE_KEYS = ("train_loss", "val_loss", "grad_norm")
 FAILED_WITH_ERROR = ("oom", "exception", "interrupted")
+_FAILED_HOW = {"oom": "ran out of memory", "exception": "failed with an exception", "interrupted": "was interrupted"}
 
 
 def _f(x: float) -> str:
@@ -379,7 +380,8 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
         n_epochs = max((len(run.curves.get(k, ())) for k in LOSS_KEYS), default=0)
         msg = f": {run.error}" if run.error else ""
         return _verdict(run, th, CRASHED, 0.99,
-                        f"the run failed with {run.failure} after {n_epochs} recorded epochs{msg}", "failed",
+                        f"the run {_FAILED_HOW[run.failure]} after {n_epochs} recorded epoch{'' if n_epochs == 1 else 's'}{msg}",
+                        "failed",
                         failure=run.failure, epochs=n_epochs)
     if run.nonfinite is not None:
         name, i, value = run.nonfinite
