@@ -192,9 +192,10 @@ def test_failed_run_without_curve_from_other_code_is_crashed(store: str) -> None
     assert s.verdicts[rid].label == "crashed"
 
 
-def _plain_logistic_regression_loop(uri: str, experiment: str, lr: float, epochs: int = 30) -> str:
+def _plain_logistic_regression_loop(uri: str, experiment: str, lr: float, epochs: int = 30, stepped: bool = True) -> str:
     """A training loop that knows nothing of this project: NumPy logistic regression, MLflow fluent API,
-    Keras-style metric names (loss, accuracy, val_loss, val_accuracy)."""
+    Keras-style metric names (loss, accuracy, val_loss, val_accuracy); `stepped=False` logs without
+    `step=` (MLflow stores step 0 for every point), a few milliseconds apart as epochs are."""
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
     rng = np.random.default_rng(1)
@@ -214,7 +215,9 @@ def _plain_logistic_regression_loop(uri: str, experiment: str, lr: float, epochs
                 w -= lr * xt[i:i + 50].T @ (p - yt[i:i + 50]) / 50
             tl, ta = loss(xt, yt)
             vl, va = loss(xv, yv)
-            mlflow.log_metrics({"loss": tl, "accuracy": ta, "val_loss": vl, "val_accuracy": va}, step=epoch)
+            mlflow.log_metrics({"loss": tl, "accuracy": ta, "val_loss": vl, "val_accuracy": va}, step=epoch if stepped else None)
+            if not stepped:
+                time.sleep(0.005)  # MLflow orders points by their millisecond timestamp
     return run.info.run_id
 
 
@@ -228,6 +231,16 @@ def test_metric_name_mapping_on_a_plain_loop(store: str, tmp_path: Path) -> None
     s2 = summarize("plain", store, write=False, console=_quiet())
     assert s2.verdicts[rid].label != "crashed"
     assert MlflowClient(store).get_run(rid).data.tags["triage"] == s.verdicts[rid].label
+
+
+def test_metrics_logged_without_step_read_in_logging_order(store: str) -> None:
+    names = MetricNames(train_loss="loss", val_loss="val_loss", train_acc="accuracy", val_acc="val_accuracy")
+    with_step = _plain_logistic_regression_loop(store, "no-step", lr=0.05, epochs=12)
+    without = _plain_logistic_regression_loop(store, "no-step", lr=0.05, epochs=12, stepped=False)
+    s = summarize("no-step", store, metric_names=names, write=False, console=_quiet())
+    assert "over 12 epochs" in s.verdicts[with_step].reason
+    assert s.verdicts[without].label == s.verdicts[with_step].label
+    assert s.verdicts[without].reason == s.verdicts[with_step].reason
 
 
 def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path,

@@ -149,13 +149,22 @@ def _histories(client: Any, run_ids: Sequence[str], key: str) -> dict[str, list[
 
 
 def _curve(points: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and values ordered by step; a step logged twice keeps its latest value."""
-    by_step: dict[int, tuple[int, float]] = {}
-    for step, ts, value in points:
-        if step not in by_step or ts >= by_step[step][0]:
-            by_step[step] = (ts, value)
-    steps = np.array(sorted(by_step), dtype=np.int64)
-    values = np.array([by_step[s][1] for s in steps.tolist()], dtype=float)
+    """Steps and values ordered by step; a step logged twice keeps its latest value.
+
+    A metric whose points all share one step was logged without ``step=`` (MLflow stores 0): each
+    point is then an epoch, in the order they were logged.
+    """
+    if len(points) > 1 and len({step for step, _, _ in points}) == 1:
+        ordered = sorted(points, key=lambda p: p[1])  # by timestamp; a stable sort keeps ties as stored
+        steps = np.arange(len(ordered), dtype=np.int64)
+        values = np.array([value for _, _, value in ordered], dtype=float)
+    else:
+        by_step: dict[int, tuple[int, float]] = {}
+        for step, ts, value in points:
+            if step not in by_step or ts >= by_step[step][0]:
+                by_step[step] = (ts, value)
+        steps = np.array(sorted(by_step), dtype=np.int64)
+        values = np.array([by_step[s][1] for s in steps.tolist()], dtype=float)
     values[values >= _INF_STORED] = math.inf
     values[values <= -_INF_STORED] = -math.inf
     return steps, values
