@@ -12,7 +12,19 @@ from training.errors import TrainingError
 USAGE = f"usage: python -m sweeps run +sweep={{{','.join(SWEEPS)}}} [overrides, e.g. sweep.n_trials=50 train.epochs=5]"
 
 
+HELP = """
+Runs (or resumes: same command, same sweep.study_name) an Optuna study whose trials train and log to
+MLflow, then triages them. Sweeps: conf/sweep/*.yaml. Overrides take the training groups (optimizer,
+scheduler, train, data, ...), storage=sqlite|journal|postgres and sweep.* (n_trials, n_workers, pack,
+pruner, sampler, ...), e.g.
+  python -m sweeps run +sweep=full sweep.n_trials=100 sweep.n_workers=2 train.epochs=10 storage=journal
+Results: mlflow ui (the command is printed at the end). README.md tells the rest."""
+
+
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(f"{USAGE}\n{HELP}")
+        return 0
     if argv[:1] == ["worker"]:
         return worker()
     if argv[:1] != ["run"]:

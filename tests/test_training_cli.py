@@ -22,6 +22,13 @@ def test_fit_writes_metrics_jsonl_in_the_run_dir(tmp_path: Path, cifar_root: Pat
     assert "epoch   1" in p.stdout + p.stderr
 
 
+@pytest.mark.parametrize("module, first", [("training", "usage: python -m training"), ("sweeps", "usage: python -m sweeps run")])
+def test_help(tmp_path: Path, module: str, first: str) -> None:
+    p = run_cli(module, "fit" if module == "training" else "run", "--help", cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith(first) and "train.epochs=5" in p.stdout, p.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_gradcheck_command_passes(tmp_path: Path) -> None:
     p = run_cli("training", "gradcheck", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
@@ -42,6 +49,9 @@ def test_gradcheck_command_passes(tmp_path: Path) -> None:
         ("train.bogus=1", "bogus"),
         ("data.val_size=60000", "data.val_size=60000"),
         ("data.root=/nonexistent/cifar", "no CIFAR-10 at /nonexistent/cifar"),
+        ("-m", "multirun is not supported"),
+        ("--epochs=3", "--epochs=3: not an option"),
+        ("optimizer=adam,sgd", "Ambiguous value for argument 'optimizer=adam,sgd': a list is key=[a,b]"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cifar_root: Path, override: str, message: str) -> None:

@@ -18,6 +18,12 @@ from training.loop import fit, resolve_device, summarize_record
 from training.model import build_model
 
 USAGE = "usage: python -m training {fit,gradcheck} [hydra overrides, e.g. optimizer=adam train.epochs=5]"
+HELP = """
+  fit        train one trial of the composed config; metrics.jsonl in the run directory
+  gradcheck  compare the model's autograd gradients (with the L1/L2 penalties) with finite differences
+
+The config groups under conf/ (data, model, optimizer, scheduler, train, ...) take overrides such as
+optimizer=adam optimizer.lr=1e-3 scheduler=cosine train.epochs=5 data.root=/path/to/cifar10."""
 console = Console(stderr=True)
 
 
@@ -68,6 +74,9 @@ def cmd_gradcheck(overrides: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     commands = {"fit": cmd_fit, "gradcheck": cmd_gradcheck}
+    if {"-h", "--help"} & set(argv):
+        print(f"{USAGE}\n{HELP}")
+        return 0
     if not argv or argv[0] not in commands:
         print(USAGE, file=sys.stderr)
         return 2

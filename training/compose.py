@@ -27,6 +27,11 @@ if not OmegaConf.has_resolver("now"):
 
 def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     """The composed config (with its `hydra` node), resolved; ConfigError on any mistake."""
+    for flag in (o for o in overrides if o.startswith("-")):
+        if flag in ("-m", "--multirun"):
+            raise ConfigError(f"{flag}: Hydra's multirun is not supported; run the command once per choice "
+                              "(a sweep searches its space itself: python -m sweeps run +sweep=NAME)")
+        raise ConfigError(f"{flag}: not an option; the arguments are Hydra overrides such as train.epochs=5 (see --help)")
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
@@ -61,6 +66,8 @@ def job_config(cfg: DictConfig) -> DictConfig:
 def _first_line(e: Exception) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     msg = lines[0] if lines else type(e).__name__
+    if msg.startswith("Ambiguous value"):  # Hydra's own advice (add --multirun) does not apply here
+        msg += ": a list is key=[a,b], a string with commas is quoted key='a,b'; to try several values, run once per value"
     key = getattr(e, "full_key", None)
     if key and key not in msg:
         msg = f"{key}: {msg}"
