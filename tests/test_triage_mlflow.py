@@ -166,6 +166,18 @@ def test_epochs_saved_reads_in_plain_words() -> None:
     assert str(EpochsSaved()) == "no trial was stopped early"
 
 
+def test_a_trial_stopped_at_its_last_epoch_saved_nothing() -> None:
+    from triage.mlflow_io import RunRecord
+    from triage.summary import epochs_saved
+
+    def run(stopped: int) -> RunRecord:
+        tags = {"sweep.pruned_epoch": str(stopped), "sweep.pruned_reason": "diverging"}
+        return RunRecord(f"r{stopped}", "", "KILLED", {"train.epochs": "6"}, tags, curves={"train_loss": np.ones(stopped)})
+
+    assert str(epochs_saved([run(6)])) == "no trial was stopped early"  # NaN in the last epoch: no epoch saved
+    assert str(epochs_saved([run(6), run(2)])) == "4 epochs saved, 33% of the 12 planned: 4 by diverging (1 trial)"
+
+
 def test_nonfinite_tag_and_real_nan_read_the_same(store: str) -> None:
     client = MlflowClient(store)
     exp = client.create_experiment("nan")

@@ -83,7 +83,7 @@ class Summary:
 
 
 def epochs_saved(runs: list[RunRecord]) -> EpochsSaved:
-    """Sum over stopped trials of ``train.epochs - sweep.pruned_epoch``, per ``sweep.pruned_reason``."""
+    """Sum over trials stopped early of ``train.epochs - sweep.pruned_epoch``, per ``sweep.pruned_reason``."""
     out = EpochsSaved()
     for r in runs:
         if r.is_parent:
@@ -93,7 +93,7 @@ def epochs_saved(runs: list[RunRecord]) -> EpochsSaved:
         if planned is not None:
             out.planned += planned
         stopped = _int(r.tags.get("sweep.pruned_epoch"))
-        if stopped is None or planned is None:
+        if stopped is None or planned is None or stopped >= planned:  # stopped at its last epoch: nothing saved
             continue
         reason = r.tags.get("sweep.pruned_reason", "pruner")
         out.by_reason[reason] = out.by_reason.get(reason, 0) + max(0, planned - stopped)
