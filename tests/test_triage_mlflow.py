@@ -306,3 +306,12 @@ def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def test_unknown_experiment_raises(store: str) -> None:
     with pytest.raises(TriageError, match="no experiment named 'zzz'"):
         summarize("zzz", store, write=False, console=_quiet())
+
+
+def test_markdown_notes_end_before_the_images(sweep_store) -> None:
+    from triage.report import markdown
+
+    s = summarize("sweep", sweep_store[0], write=False, console=_quiet())
+    s.notes = ["no hyperparameter importances: too few trials"]
+    md = markdown(s, {"curves by verdict": "triage_curves.png"})
+    assert "- no hyperparameter importances: too few trials\n\n![curves by verdict](triage_curves.png)" in md  # not in the list

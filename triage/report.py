@@ -198,7 +198,8 @@ def markdown(summary: "Summary", images: dict[str, str]) -> str:
         out += ["## Hyperparameter importances (Optuna, objective)", "", "| param | importance |", "| --- | --- |"]
         out += [f"| {p} | {v:.3f} |" for p, v in t["imp"]]
         out.append("")
-    out += [f"- {n}" for n in summary.notes]
+    if summary.notes:
+        out += [*(f"- {n}" for n in summary.notes), ""]  # the blank line ends the list before the images
     for name, file in images.items():
         out += [f"![{name}]({file})", ""]
     out += ["## Every run", "", "| run | id | state | verdict | confidence | evidence |", "| --- | --- | --- | --- | --- | --- |"]
