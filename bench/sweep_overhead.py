@@ -1,6 +1,6 @@
 """Cost of the sweep machinery: the same trials through the bare loop and through the sweep.
 
-    python bench/sweep_overhead.py [--images 2000] [--epochs 3] [--trials 4] [--repeats 3]
+    python bench/sweep_overhead.py [--images 2000] [--epochs 3] [--trials 4] [--repeats 3] [--grow 0]
 
 The sweep's bookkeeping is Optuna's SQLite storage with heartbeat (ask, suggest, one report + one
 prune check per epoch, user attrs, tell) and MLflow's SQLite store (child run, params, one batched
@@ -15,6 +15,8 @@ triage's online check and verdict.
    instead of training, so the noise of training is gone: milliseconds per trial on the main thread
    (what training waits for) and until its MLflow writes are done (the background thread's share
    overlaps training), as a share of the median bare trial.
+3. With --grow N: N more replayed trials, the main thread's median per block of 25, to show whether
+   the bookkeeping grows with the study (the pruner's check reads the study's trials each epoch).
 Needs CIFAR10_ROOT; the stores live in a temporary SWEEPS_HOME.
 """
 
@@ -45,6 +47,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--grow", type=int, default=0, help="replay this many more trials, timed per block of 25")
     args = ap.parse_args()
     os.environ.setdefault("SWEEPS_HOME", tempfile.mkdtemp(prefix="sweep-overhead-"))
 
@@ -96,21 +99,27 @@ def main() -> None:
             return value
 
     replay = Replay(sw.job, sw.space, sw.tracker, sw.parent_run_id, sw.typed)
-    main_ms, total_ms = [], []
-    for _ in range(args.repeats):
-        for lr in lrs:
-            sw.study.enqueue_trial({"optimizer.lr": lr})
-            start = time.perf_counter()
-            sw.study.optimize(replay, n_trials=1)
-            main_ms.append(1000 * (time.perf_counter() - start))
-            replay.close()
-            total_ms.append(1000 * (time.perf_counter() - start))
+
+    def replayed(lr: float) -> tuple[float, float]:
+        """(ms on the main thread, ms until the trial's writes are done) of one replayed trial."""
+        sw.study.enqueue_trial({"optimizer.lr": lr})
+        start = time.perf_counter()
+        sw.study.optimize(replay, n_trials=1)
+        main = 1000 * (time.perf_counter() - start)
+        replay.close()
+        return main, 1000 * (time.perf_counter() - start)
+
+    main_ms, total_ms = zip(*(replayed(lr) for _ in range(args.repeats) for lr in lrs))
     assert all(t.state.name == "COMPLETE" for t in sw.study.trials)
     trial_ms = 1000 * statistics.median(p[0] for p in pairs)
     m, t = statistics.median(main_ms), statistics.median(total_ms)
     print(f"2. bookkeeping alone, median of {len(main_ms)} trials: {m:.0f} ms on the main thread "
           f"({100 * m / trial_ms:.1f}% of a {trial_ms / 1000:.2f}s bare trial), {t:.0f} ms until its writes are done "
           f"({100 * t / trial_ms:.1f}%)")
+    for block in range(0, args.grow, 25):
+        before = len(sw.study.trials)
+        ms = [replayed(lrs[i % len(lrs)])[0] for i in range(min(25, args.grow - block))]
+        print(f"3. trials {before}-{before + len(ms)} of the study: median {statistics.median(ms):.0f} ms on the main thread")
 
 
 if __name__ == "__main__":
