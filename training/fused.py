@@ -471,7 +471,7 @@ class FusedTrials:
 
             for x, y in batches(data.train, t.batch_size, c.data, batch_rng, c.data.augment):
                 x = x.contiguous(memory_format=memory_format)
-                loss, pen, logits, norm = self._step(forward, x, y, hyper, steps, autocast)
+                loss, pen, logits, norm = self._step(forward, x, y, hyper, steps, autocast, memory_format)
                 steps += 1
                 seen += len(y)
                 loss_sum += loss * len(y)
@@ -497,7 +497,7 @@ class FusedTrials:
                         self.status[i] = "completed"
             yield records
 
-    def _step(self, forward, x, y, h, j, autocast):  # type: ignore[no-untyped-def]
+    def _step(self, forward, x, y, h, j, autocast, memory_format):  # type: ignore[no-untyped-def]
         """One step of every member: the plain loop's `train_step`, vectorized over the member dim."""
         k = len(self.active)
         with autocast:
@@ -508,9 +508,7 @@ class FusedTrials:
         pen = self._penalty(h)
         params = list(self.model.params.values())
         grads = list(torch.autograd.grad((loss + pen).sum(), params))  # a sum: each member's gradient is its own
-        norm = torch.linalg.vector_norm(
-            torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1), dim=1
-        )  # each member's global L2 norm, over its own gradients only (clip_grad_norm_'s)
+        norm = _member_norms(grads, memory_format)
         if h["clip"]:  # clip_grad_norm_: g·min(θ/(norm+1e-6), 1); members without θ keep g·1
             # θ/t for a Python θ is t.reciprocal()·θ in torch (Tensor.__rtruediv__), which rounds otherwise than θ_t/t
             coef = torch.where(h["has_clip"], ((norm + CLIP_EPS).reciprocal() * h["theta"]).clamp(max=1.0), 1.0)
@@ -544,6 +542,20 @@ class FusedTrials:
         logits = predict(forward, split, self.cfgs[0], memory_format, autocast, batch_dim=1)  # K×N×C
         self.model.training = True
         return [split_metrics(member_logits, split.y) for member_logits in logits]
+
+
+def _member_norms(grads: list[torch.Tensor], memory_format: torch.memory_format) -> torch.Tensor:
+    """Each member's global L2 norm over its own gradients only: clip_grad_norm_'s norm of the per-tensor norms.
+
+    On a CPU, member by member over tensors laid out as the plain model's gradients are (conv kernels
+    channels_last when the loop is): a sum runs in memory order, and one rounding apart in the norm
+    changes the clipped step, which a trial near its stability edge (Adam, clipping) amplifies past
+    1e-4 within two epochs. On a GPU, one reduction per tensor over all members.
+    """
+    if grads[0].device.type != "cpu":
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1), dim=1)
+    as_plain = [[g[i].contiguous(memory_format=memory_format) if g.ndim == 5 else g[i] for g in grads] for i in range(len(grads[0]))]
+    return torch.stack([torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in ts])) for ts in as_plain])
 
 
 def _nonfinite(loss_sum: torch.Tensor) -> list[int]:
