@@ -2,8 +2,10 @@
 
 Epoch records go out in one `log_batch` call per batch of epochs (step = epoch; `Objective` sends a
 trial's first epoch at once, then what accumulated, at most every few seconds). MLflow's UI breaks
-on NaN metrics, so a non-finite value is left out of its series and recorded as the tag
-`sweep.nonfinite = metric@epoch` (triage reads it as a divergence).
+on NaN metrics, so a non-finite value is left out of its series and recorded in the tag
+`sweep.nonfinite = metric@epoch,...` (triage reads it as a divergence). An epoch cut short by a NaN
+loss was not evaluated: its `val_*` are NaN placeholders (finite `val_acc` tells an evaluated epoch)
+and are left out without a mark.
 
 Trials hand their writes to `Tracker.later`: one background thread runs them in order, so training
 does not wait on the store (10-20 ms of SQLAlchemy per call on SQLite). `flush` waits for them and
@@ -64,6 +66,7 @@ class Tracker:
             self.experiment_id = self._experiment(experiment, artifact_location)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writes")
         self._pending: list[Future[Any]] = []
+        self._nonfinite: dict[str, list[str]] = {}  # run id → its `metric@epoch` marks so far
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         """The id of the experiment `name`, created when missing (by one process of any started at once)."""
@@ -125,12 +128,13 @@ class Tracker:
     def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         """(timestamp ms, record) pairs in as few calls as MLflow allows, step = epoch; non-finite values become a tag."""
         metrics: list[Metric] = []
-        bad: list[str] = []
+        bad = self._nonfinite.setdefault(run_id, [])
         for stamp, record in epochs:
             step = int(record["epoch"])
+            evaluated = math.isfinite(record.get("val_acc", math.nan))
             metrics += [Metric(k, float(v), stamp, step) for k, v in record.items() if k != "epoch" and math.isfinite(v)]
-            bad += [f"{k}@{step}" for k, v in record.items() if not math.isfinite(v) and not k.startswith("val_")]
-        tags = [RunTag("sweep.nonfinite", bad[0])] if bad else []
+            bad += [f"{k}@{step}" for k, v in record.items() if not math.isfinite(v) and (evaluated or not k.startswith("val_"))]
+        tags = [RunTag("sweep.nonfinite", ",".join(bad)[:5000])] if bad else []  # every mark so far: a tag is overwritten
         for i in range(0, max(len(metrics), 1), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], tags=tags if i == 0 else [])
 

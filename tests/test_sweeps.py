@@ -301,6 +301,9 @@ def test_online_triage_stops_a_diverging_trial_and_spares_the_healthy_one(tmp_pa
     assert stopped.data.tags["sweep.pruned_reason"] == "diverging" and stopped.info.status == "KILLED"
     saved = 8 - int(stopped.data.tags["sweep.pruned_epoch"])
     assert saved > 0 and f"{saved} by diverging" in p.stderr
+    stop, verdict = stopped.data.tags["sweep.error"], stopped.data.tags["triage.reason"]
+    if " became " in stop:  # a NaN stop: the verdict read back from MLflow names the same curve and epoch
+        assert verdict.lower().startswith(stop.lower().split(" after")[0].rstrip(".")), (stop, verdict)
     assert len(MlflowClient(tracking).get_metric_history(runs["0.05"].info.run_id, "val_acc")) == 8
 
 
@@ -330,6 +333,11 @@ def test_tracking_writes_keep_their_order_and_failures_surface(tmp_path: Path) -
     ]
     assert len(tracker.client.get_metric_history(batched, "m14")) == 79
     assert tracker.client.get_run(batched).data.tags["sweep.nonfinite"] == "m0@2"
+    nan = math.nan
+    tracker.later(tracker.log_epochs, batched, [(0, {"epoch": 81, "grad_norm": math.inf, "val_loss": nan, "val_acc": 0.1})])
+    tracker.later(tracker.log_epochs, batched, [(0, {"epoch": 82, "train_loss": nan, "val_loss": nan, "val_acc": nan})])
+    tracker.flush()  # an evaluated epoch's NaN val_loss is marked; a cut-short epoch's placeholders are not
+    assert tracker.client.get_run(batched).data.tags["sweep.nonfinite"] == "m0@2,grad_norm@81,val_loss@81,train_loss@82"
 
     tracker.later(tracker.log_epochs, "no-such-run", [(0, {"epoch": 1, "train_loss": 1.0})])
     with pytest.raises(MlflowException):

@@ -191,8 +191,8 @@ def test_nonfinite_tag_and_real_nan_read_the_same(store: str) -> None:
 
 def test_build_curves_puts_omitted_points_back() -> None:
     hist = {"train_loss": [(1, 0, 2.0), (2, 0, 1.5)], "val_loss": [(1, 0, 2.1), (2, 0, 1.7976931348623157e308)]}
-    c = build_curves(hist, MetricNames(), "train_loss@3")
-    assert np.isnan(c["train_loss"][2]) and len(c["train_loss"]) == 3
+    c = build_curves(hist, MetricNames(), "train_loss@3,val_auc@3")
+    assert np.isnan(c["train_loss"][2]) and len(c["train_loss"]) == 3 and set(c) == {"train_loss", "val_loss"}
     assert np.isinf(c["val_loss"][1])
 
 

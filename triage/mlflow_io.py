@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .names import MetricNames
+from .names import CANONICAL, MetricNames
 
 #: MLflow's SQL store saves ±inf as ±max float; anything this large is read back as infinite.
 _INF_STORED = 1.7976931348623157e308
@@ -197,7 +197,9 @@ def build_curves(
         if key is not None and points:
             steps_of[key], curves[key] = _curve(points)
     for metric, epoch in _nonfinite_marks(nonfinite_tag):
-        key = canonical.get(metric, metric)
+        key = canonical.get(metric, metric if metric in CANONICAL else None)
+        if key is None:  # val_auc@3 and the like: not a curve triage reads
+            continue
         steps = steps_of.get(key, np.array([], dtype=np.int64))
         if epoch in set(steps.tolist()):
             continue
