@@ -90,6 +90,8 @@ def test_empty_missing_and_one_epoch_curves() -> None:
     assert classify({"train_loss": [float("nan")]}).label == "diverging"
     one = classify({"train_loss": [2.1], "val_loss": [1.9]})
     assert one.label == "healthy" and one.confidence <= 0.5 and "1 epoch" in one.reason
+    two = classify({"train_loss": [2.31, 2.28], "val_loss": [2.38, 6.18]})  # too short to call, but said as it is
+    assert two.reason.endswith("val_loss ended at 6.18, 160% above its minimum at epoch 1.")
     assert classify({"train_loss": [2.3, 2.3 * 50]}).label == "diverging"  # two epochs, climbing
     assert classify({}, failure="oom", error="CUDA out of memory").label == "crashed"
 
