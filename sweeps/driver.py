@@ -32,7 +32,7 @@ from sweeps.plots import plot_mode
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, check_reachable, flatten
-from training import TrialConfig
+from training import TrialConfig, resolve_device
 from training.compose import compose, job_config, write_run_dir
 from training.config import TRIAL_GROUPS, ConfigError
 from training.data import find_source
@@ -92,6 +92,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     pack_size(job)  # pack > 1 needs a GPU and one process
     plot_mode(job["tracking"])
     if not worker:
+        resolve_device(base.train.device)  # a device this machine lacks fails here, not in the first trial
         find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
         check_reachable(job["tracking"]["uri"])
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))

@@ -225,6 +225,7 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "data.root=/nonexistent"], "no CIFAR-10 at /nonexistent"),
         ([], "no sweep chosen"),
         (["-m", "+sweep=lr,clip"], "multirun is not supported"),
+        (["+sweep=lr", "train.device=gpu"], "train.device='gpu' is not a device"),
     ],
 )
 def test_bad_input_creates_nothing(tmp_path: Path, sweeps_home: Path, cifar_root: Path, overrides: list[str], message: str) -> None:

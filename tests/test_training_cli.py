@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import run_cli
 from training import RECORD_KEYS
@@ -50,6 +51,8 @@ def test_gradcheck_command_passes(tmp_path: Path) -> None:
         ("data.val_size=60000", "data.val_size=60000"),
         ("data.root=/nonexistent/cifar", "no CIFAR-10 at /nonexistent/cifar"),
         ("-m", "multirun is not supported"),
+        ("train.device=gpu", "train.device='gpu' is not a device"),
+        ("train.device=cuda:99" if torch.cuda.is_available() else "train.device=cuda", "train.device=cuda"),
         ("--epochs=3", "--epochs=3: not an option"),
         ("optimizer=adam,sgd", "Ambiguous value for argument 'optimizer=adam,sgd': a list is key=[a,b]"),
     ],

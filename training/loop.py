@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.config import TrainConfig, TrialConfig
+from training.config import ConfigError, TrainConfig, TrialConfig
 from training.data import Dataset, Split, batches, load_data
 from training.errors import NonFiniteLoss, OutOfMemory
 from training.metrics import classification_metrics
@@ -36,9 +36,19 @@ Record = dict[str, float]
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; anything else is passed to torch.device."""
+    """`auto` picks cuda, then mps, then cpu; anything else must name a device this machine has."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"train.device={name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count() > 0:
+            raise ConfigError(f"train.device={name}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1}")
+        if (device.type == "cuda" and not torch.cuda.is_available()) or (device.type == "mps" and not torch.backends.mps.is_available()):
+            raise ConfigError(f"train.device={name}: no {device.type} device on this machine; use train.device=auto "
+                              "(cuda, then mps, then cpu) or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
