@@ -30,6 +30,9 @@ SCHEMA_RACE_TRIES = 5
 
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
     """Open (and create) the storage at `url`; StorageError in one line when it cannot be reached."""
+    if not url:
+        raise ConfigError("storage=postgres needs its database: export SWEEPS_STORAGE_URL=postgresql://user@host/db "
+                          "(the same on every machine) or pass storage.url=...")
     try:
         if url.startswith("journal://"):
             path = Path(url.removeprefix("journal://")).expanduser()

@@ -219,6 +219,7 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "sweep.pruner.name=patient"], "sweep.pruner.name='patient' is unknown"),
         (["+sweep=lr", "sweep.pruner.name=percentile", "sweep.pruner.percentile=150"], "between 0 and 100"),
         (["+sweep=lr", "sweep.storage=postgresql://postgres@127.0.0.1:1/none"], "cannot open Optuna storage"),
+        (["+sweep=lr", "storage=postgres", "storage.url="], "storage=postgres needs its database: export SWEEPS_STORAGE_URL"),
         (["+sweep=lr", "tracking.uri=http://127.0.0.1:1"], "unreachable"),
         (["+sweep=lr", "tracking.trial_plots=some"], "tracking.trial_plots='some' is unknown"),
         (["+sweep=lr", "optimizer.lr=-1"], "optimizer.lr=-1"),
