@@ -315,6 +315,8 @@ def worker() -> int:
     objective = sw.objective()
     try:
         sw.study.optimize(objective, n_trials=1, catch=(Exception,))
+    except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once
+        return 130
     finally:
         objective.close()
     return 0
@@ -340,7 +342,7 @@ def run(overrides: list[str]) -> int:
             run_workers(sw, overrides)
     except KeyboardInterrupt:
         interrupted = True
-        console.print("[yellow]interrupted: the running trial is marked failed; re-run the same command to resume[/]")
+        console.print("[yellow]interrupted: trials still running are marked failed; re-run the same command to resume[/]")
     reconcile(sw)
     report(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(sw.study.get_trials(deepcopy=False)) >= sw.n_trials

@@ -315,3 +315,18 @@ def test_markdown_notes_end_before_the_images(sweep_store) -> None:
     s.notes = ["no hyperparameter importances: too few trials"]
     md = markdown(s, {"curves by verdict": "triage_curves.png"})
     assert "- no hyperparameter importances: too few trials\n\n![curves by verdict](triage_curves.png)" in md  # not in the list
+
+
+def test_interrupted_trials_make_no_failure_region(store: str) -> None:
+    """Ctrl-C (or a dead process) ends whichever trials were running: that says nothing about their params."""
+    client = MlflowClient(store)
+    exp = client.create_experiment("interrupted")
+    for trial, lr in enumerate(np.geomspace(1e-3, 0.1, 8)):
+        tags = {"sweep.trial": str(trial), "sweep.space": "optimizer.lr", "sweep.state": "COMPLETE"}
+        curves, status = SHAPES["healthy"](12, LN10), "FINISHED"
+        if trial < 3:  # the lowest learning rates happened to be running
+            tags.update({"sweep.state": "FAIL", "sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"})
+            curves, status = {k: v[:2] for k, v in curves.items()}, "FAILED"
+        log_run(client, exp, curves, {"optimizer.lr": repr(float(lr)), "train.epochs": "12"}, tags, status)
+    s = summarize("interrupted", store, write=False, console=_quiet())
+    assert s.counts == {"crashed": 3, "healthy": 5} and s.rules == []

@@ -181,8 +181,8 @@ def summarize(
     verdict_list = classify_many([r.curves for r in children], th, [r.meta() for r in children])
     verdicts = {r.run_id: v for r, v in zip(children, verdict_list)}
     space = next((r.tags["sweep.space"] for r in children if r.tags.get("sweep.space")), None)
-    rules = failure_rules([r.params for r in children], [verdicts[r.run_id].label for r in children],
-                          FAILURE_LABELS, space)
+    judged = [r for r in children if r.tags.get("sweep.failure") != "interrupted"]  # Ctrl-C or a dead process: not the params
+    rules = failure_rules([r.params for r in judged], [verdicts[r.run_id].label for r in judged], FAILURE_LABELS, space)
     importances, note = _importances(study) if study is not None else (None, None)
     parents = [r for r in runs if r.is_parent]
     parent = parent_run_id or (max(parents, key=lambda r: r.start_time).run_id if parents else None)
