@@ -128,13 +128,15 @@ class Tracker:
     def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         """(timestamp ms, record) pairs in as few calls as MLflow allows, step = epoch; non-finite values become a tag."""
         metrics: list[Metric] = []
-        bad = self._nonfinite.setdefault(run_id, [])
+        new: list[str] = []
         for stamp, record in epochs:
             step = int(record["epoch"])
             evaluated = math.isfinite(record.get("val_acc", math.nan))
             metrics += [Metric(k, float(v), stamp, step) for k, v in record.items() if k != "epoch" and math.isfinite(v)]
-            bad += [f"{k}@{step}" for k, v in record.items() if not math.isfinite(v) and (evaluated or not k.startswith("val_"))]
-        tags = [RunTag("sweep.nonfinite", ",".join(bad)[:5000])] if bad else []  # every mark so far: a tag is overwritten
+            new += [f"{k}@{step}" for k, v in record.items() if not math.isfinite(v) and (evaluated or not k.startswith("val_"))]
+        if new:
+            self._nonfinite[run_id] = self._nonfinite.get(run_id, []) + new
+        tags = [RunTag("sweep.nonfinite", ",".join(self._nonfinite[run_id])[:5000])] if new else []  # a tag is overwritten: all marks
         for i in range(0, max(len(metrics), 1), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], tags=tags if i == 0 else [])
 

@@ -96,7 +96,7 @@ def epochs_saved(runs: list[RunRecord]) -> EpochsSaved:
         if stopped is None or planned is None or stopped >= planned:  # stopped at its last epoch: nothing saved
             continue
         reason = r.tags.get("sweep.pruned_reason", "pruner")
-        out.by_reason[reason] = out.by_reason.get(reason, 0) + max(0, planned - stopped)
+        out.by_reason[reason] = out.by_reason.get(reason, 0) + planned - stopped
         out.trials_by_reason[reason] = out.trials_by_reason.get(reason, 0) + 1
     return out
 
