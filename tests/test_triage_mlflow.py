@@ -330,3 +330,19 @@ def test_interrupted_trials_make_no_failure_region(store: str) -> None:
         log_run(client, exp, curves, {"optimizer.lr": repr(float(lr)), "train.epochs": "12"}, tags, status)
     s = summarize("interrupted", store, write=False, console=_quiet())
     assert s.counts == {"crashed": 3, "healthy": 5} and s.rules == []
+
+
+def test_counts_say_how_many_runs_were_judged_on_one_epoch(store: str) -> None:
+    from triage.report import _lines
+
+    client = MlflowClient(store)
+    exp = client.create_experiment("short")
+    for trial in range(4):
+        curves = SHAPES["healthy"](12, LN10)
+        tags = {"sweep.trial": str(trial), "sweep.state": "COMPLETE"}
+        if trial >= 2:  # pruned after its first epoch
+            curves = {k: v[:1] for k, v in curves.items()}
+            tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner"})
+        log_run(client, exp, curves, {"train.epochs": "12"}, tags, "KILLED" if trial >= 2 else "FINISHED")
+    s = summarize("short", store, write=False, console=_quiet())
+    assert _lines(s)["counts"] == "4 healthy (2 judged on 1 epoch only)"
