@@ -395,6 +395,8 @@ def report(sw: Sweep, run_dir: Path, overrides: list[str]) -> None:
             command = rerun_command(overrides, values)
             console.print(f"re-run it: {command}")
             sw.tracker.client.set_tag(sw.parent_run_id, "sweep.best_rerun", command)
+    elif sum(counts.values()):
+        console.print("[yellow]no trial completed, so there is no best one; triage below says how the trials ended[/]")
     uri, storage = mask(job["tracking"]["uri"]), mask(job["sweep"]["storage"])
     if uri.startswith(("http://", "https://")):
         console.print(f"MLflow experiment '{study.study_name}':  {uri.rstrip('/')}/#/experiments/{sw.tracker.experiment_id}")

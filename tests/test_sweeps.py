@@ -91,6 +91,8 @@ def test_completed_pruned_and_diverged_trials(tmp_path: Path, sweeps_home: Path,
     assert study.trials[2].user_attrs["triage"] == "diverging"
     assert "trial   2  PRUNED" in out.stderr and "best trial 0" in out.stderr
     assert "mlflow ui --backend-store-uri" in out.stderr
+    lost = sweep(tmp_path, *common, *pin_lr(1e3), "sweep.study_name=all-diverge", n=1)
+    assert "no trial completed" in lost.stderr and "best trial" not in lost.stderr
 
 
 def test_a_resume_with_other_training_settings_is_refused(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
