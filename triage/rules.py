@@ -45,6 +45,11 @@ def _f(x: float) -> str:
     return f"{x:.3g}"
 
 
+def count_noun(n: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%" if abs(x) >= 0.095 else f"{100 * x:.1f}%"
 
@@ -381,8 +386,7 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
         n_epochs = max((len(run.curves.get(k, ())) for k in LOSS_KEYS), default=0)
         msg = f": {run.error}" if run.error else ""
         return _verdict(run, th, CRASHED, 0.99,
-                        f"the run {_FAILED_HOW[run.failure]} after {n_epochs} recorded epoch{'' if n_epochs == 1 else 's'}{msg}",
-                        "failed",
+                        f"the run {_FAILED_HOW[run.failure]} after {count_noun(n_epochs, 'recorded epoch')}{msg}", "failed",
                         failure=run.failure, epochs=n_epochs)
     if run.nonfinite is not None:
         name, i, value = run.nonfinite

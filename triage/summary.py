@@ -19,7 +19,7 @@ from . import __version__
 from .mlflow_io import RunRecord, TriageError, client_for, find_experiment, log_artifacts, read_runs, write_tags
 from .names import MetricNames, default_tracking_uri
 from .regions import Rule, failure_rules
-from .rules import classify_many
+from .rules import classify_many, count_noun
 from .thresholds import Thresholds, load_thresholds
 from .verdict import FAILURE_LABELS, LABELS, Verdict
 
@@ -43,14 +43,9 @@ class EpochsSaved:
     def __str__(self) -> str:
         if not self.by_reason:
             return "no trial was stopped early"
-        parts = [f"{n} by {reason} ({_count(self.trials_by_reason[reason], 'trial')})" for reason, n in sorted(self.by_reason.items())]
+        parts = [f"{n} by {reason} ({count_noun(self.trials_by_reason[reason], 'trial')})" for reason, n in sorted(self.by_reason.items())]
         share = f", {100 * self.total / self.planned:.0f}% of the {self.planned} planned" if self.planned else ""
-        return f"{_count(self.total, 'epoch')} saved{share}: " + ", ".join(parts)
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 trial``, ``3 trials``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+        return f"{count_noun(self.total, 'epoch')} saved{share}: " + ", ".join(parts)
 
 
 @dataclass
