@@ -32,13 +32,13 @@ from sweeps.plots import plot_mode
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, check_reachable, flatten
-from training import TrialConfig, resolve_device
+from training import RECORD_KEYS, TrialConfig, resolve_device
 from training.compose import compose, job_config, write_run_dir
 from training.config import TRIAL_GROUPS, ConfigError
 from training.data import find_source
 
 PARENT_ATTR = "mlflow_parent_run_id"
-SETUP_ATTR = "sweep.setup"  # the training settings the study was started with (`trial_setup`)
+SETUP_ATTR = "sweep.setup"  # the training settings and objective the study was started with (`trial_setup`)
 # where and how fast a trial runs, not what it trains: these may differ between machines and resumes
 RUNTIME_KEYS = ("data.root", "data.cache_dir", "data.download", "train.device", "train.channels_last", "train.compile",
                 "train.eval_batch_size")  # fmt: skip
@@ -86,6 +86,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     typed = TrialConfig.typed(job)
     base = TrialConfig.from_typed(typed)  # validated
     _check_keys(space, typed)
+    check_objective(sweep["objective"])
     sampler, pruner = build_sampler(sweep, space), build_pruner(sweep, base.train.epochs)
     if int(sweep["n_trials"]) < 1 or int(sweep["n_workers"]) < 1:
         raise ConfigError("sweep.n_trials and sweep.n_workers must be >= 1")
@@ -98,7 +99,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
     tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))
     study, created = _open_study(sweep, storage, sampler, pruner)
-    _check_setup(study, created, trial_setup(typed, space))
+    _check_setup(study, created, trial_setup(typed, space, sweep["objective"]))
     if worker:
         return Sweep(job, space, study, tracker, study.user_attrs[PARENT_ATTR], typed), cfg
     return Sweep(job, space, study, tracker, _parent_run(study, tracker, created), typed), cfg
@@ -118,15 +119,17 @@ def _open_study(sweep: dict[str, Any], storage: BaseStorage, sampler: optuna.sam
         return optuna.load_study(**kw), False
 
 
-def trial_setup(typed: DictConfig, space: SearchSpace) -> dict[str, Any]:
-    """What every trial's result depends on besides its sampled values: the training settings."""
+def trial_setup(typed: DictConfig, space: SearchSpace, objective: dict[str, Any]) -> dict[str, Any]:
+    """What makes trials comparable besides their sampled values: the training settings and the objective."""
     flat = flatten(OmegaConf.to_container(typed))  # type: ignore[arg-type]
-    return {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and k not in space.keys}
+    setup = {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and k not in space.keys}
+    return setup | {f"sweep.objective.{k}": v for k, v in objective.items()}
 
 
 def _check_setup(study: optuna.Study, created: bool, setup: dict[str, Any]) -> None:
-    """The creator records the study's training settings; a resume or worker must bring the same ones,
-    else its trials would not be comparable with those already in the study (e.g. 2 epochs vs 10).
+    """The creator records the study's training settings and objective; a resume or worker must bring the
+    same ones, else its trials would not be comparable with those already in the study (e.g. 2 epochs
+    vs 10, or val_loss minimized in a study that maximized val_acc).
     The search space, budget, pruner and sampler may change between runs."""
     if created:
         study.set_user_attr(SETUP_ATTR, setup)
@@ -162,6 +165,15 @@ def _check_keys(space: SearchSpace, typed: DictConfig) -> None:
         value = OmegaConf.select(typed, key, default="<missing>") if key.split(".")[0] in TRIAL_GROUPS else "<missing>"
         if value == "<missing>" or isinstance(value, DictConfig):
             raise ConfigError(f"sweep.space.{key}: not a training config key (e.g. optimizer.lr, train.clip_theta)")
+
+
+def check_objective(objective: dict[str, Any]) -> None:
+    """The objective must be a metric every epoch records, maximized or minimized."""
+    metrics = [k for k in RECORD_KEYS if k != "epoch"]
+    if objective["metric"] not in metrics:
+        raise ConfigError(f"sweep.objective.metric={objective['metric']!r} is not a per-epoch metric; choose one of: {', '.join(metrics)}")
+    if objective["direction"] not in ("maximize", "minimize"):
+        raise ConfigError(f"sweep.objective.direction={objective['direction']!r} must be maximize or minimize")
 
 
 def build_sampler(sweep: dict[str, Any], space: SearchSpace) -> optuna.samplers.BaseSampler:

@@ -96,10 +96,13 @@ def test_completed_pruned_and_diverged_trials(tmp_path: Path, sweeps_home: Path,
 
 
 def test_a_resume_with_other_training_settings_is_refused(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
-    """Trials of 2 and 3 epochs (or of adam and sgd) are not comparable: the resume stops before it trains."""
+    """Trials of 2 and 3 epochs (or of adam and sgd, or judged by another objective) are not comparable:
+    the resume stops before it trains."""
     sweep(tmp_path, *pin_lr(0.05), n=1)
     for changed, was in (["train.epochs=3"], "train.epochs=2, this run has train.epochs=3"),\
-                        (["optimizer=adam", "train.seed=1"], "optimizer.name=sgd, this run has optimizer.name=adam (also "):
+                        (["optimizer=adam", "train.seed=1"], "optimizer.name=sgd, this run has optimizer.name=adam (also "),\
+                        (["sweep.objective.metric=val_loss", "sweep.objective.direction=minimize"],
+                         "sweep.objective.direction=maximize, this run has sweep.objective.direction=minimize (also sweep.objective.metric)"):
         p = run_cli("sweeps", "run", "+sweep=lr", "sweep.n_trials=2", *SMALL, *changed, cwd=tmp_path)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and was in p.stderr, p.stderr
     # where the data lies, the device, the layout, the space and the budget may change
@@ -229,6 +232,10 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         ([], "no sweep chosen"),
         (["-m", "+sweep=lr,clip"], "multirun is not supported"),
         (["+sweep=lr", "train.device=gpu"], "train.device='gpu' is not a device"),
+        (["+sweep=lr", "sweep.objective.metric=accuracy"], "sweep.objective.metric='accuracy' is not a per-epoch metric; choose one of: train_loss"),
+        (["+sweep=lr", "sweep.objective.direction=up"], "sweep.objective.direction='up' must be maximize or minimize"),
+        (["+sweep=lr", "sweep.objective.metrc=val_loss"], "sweep.objective.metrc is not a config key; did you mean sweep.objective.metric?"),
+        (["+sweep=lr", "optimizer.lrr=0.1"], "optimizer.lrr is not a config key; did you mean optimizer.lr?"),
     ],
 )
 def test_bad_input_creates_nothing(tmp_path: Path, sweeps_home: Path, cifar_root: Path, overrides: list[str], message: str) -> None:

@@ -6,6 +6,7 @@ run directory is `hydra.run.dir`, and its `.hydra/config.yaml` records what ran,
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from training.config import ConfigError
 
@@ -37,7 +38,10 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
             cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_first_line(e)) from None
+        raise ConfigError(_unknown_key(e, overrides, config_name) or _first_line(e)) from None
+    known = {"hydra", "paths", *(d.name for d in CONF_DIR.iterdir() if d.is_dir())}
+    for key in sorted(set(cfg) - known):  # `+trian.epochs=3` adds a root key nothing reads
+        raise ConfigError(_not_a_key(str(key), "", sorted(known - {"hydra"})))
     return cfg
 
 
@@ -61,6 +65,33 @@ def job_config(cfg: DictConfig) -> DictConfig:
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     assert isinstance(job, DictConfig)
     return job
+
+
+def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | None:
+    """`optimizer.lrr=0.1`: the key meant and the keys there (Hydra says only "Could not override"); else None."""
+    key = getattr(e.__cause__, "full_key", None)
+    if not key or not isinstance(e.__cause__, (ConfigAttributeError, ConfigKeyError)):
+        return None
+    parent = key.rpartition(".")[0]
+    choices = [o for o in overrides if "." not in (k := o.partition("=")[0]) and k.lstrip("+~") != key]  # +sweep=lr, optimizer=adam
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            root = hydra_compose(config_name, overrides=choices, return_hydra_config=True)
+        node = OmegaConf.select(root, parent) if parent else job_config(root)
+    except (HydraException, OmegaConfBaseException):
+        return None
+    if not isinstance(node, DictConfig):
+        return f"{key} is not a config key: {parent} is a value ({node!r}), not a group" if parent and node is not None else None
+    add = [ln.strip()[len("To append to your config use "):] for ln in str(e).splitlines() if "To append" in ln]
+    how = f"; a new search dimension is added with {add[0]}" if add and key.startswith("sweep.space.") else ""
+    return _not_a_key(key, parent, [str(k) for k in node]) + how
+
+
+def _not_a_key(key: str, parent: str, keys: list[str]) -> str:
+    """`optimizer.lrr is not a config key; did you mean optimizer.lr? optimizer has: name, lr, ...`"""
+    close = difflib.get_close_matches(key.rpartition(".")[2], keys, n=1)
+    meant = f"did you mean {(parent + '.') if parent else ''}{close[0]}? " if close else ""
+    return f"{key} is not a config key; {meant}{parent or 'the config'} has: {', '.join(keys)}"
 
 
 def _first_line(e: Exception) -> str:
