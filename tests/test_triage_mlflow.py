@@ -293,6 +293,23 @@ def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsy
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("triage: no experiment named")
 
 
+def test_mistyped_loss_names_stop_before_any_run_is_tagged(store: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Names that match no run's loss would call every run crashed (and tag it so): one line instead."""
+    from triage.cli import main
+
+    rid = _plain_logistic_regression_loop(store, "plain-typo", lr=0.05, epochs=5)
+    names = ["--tracking-uri", store, "--train-loss", "los", "--val-loss", "val_los"]
+    for args in (["summarize", "--experiment", "plain-typo", "--out", str(tmp_path), *names], ["explain", rid, *names]):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("20")]
+        assert err == ["triage: no run logs a loss named 'los' or 'val_los'; the runs log accuracy, loss, val_accuracy, "
+                       "val_loss: name the losses with --train-loss and --val-loss"], err  # fmt: skip
+    assert "triage" not in MlflowClient(store).get_run(rid).data.tags
+    assert not list(tmp_path.glob("triage_summary.*"))
+
+
 def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from triage.names import default_tracking_uri
 

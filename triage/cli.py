@@ -1,7 +1,7 @@
 """Command line: ``python -m triage summarize --experiment NAME`` and ``python -m triage explain RUN_ID``.
 
-Bad input (an unknown experiment or run, a tracking store that is missing or unreachable) prints
-one line on stderr and exits with status 2.
+Bad input (an unknown experiment or run, a tracking store that is missing or unreachable, loss names
+that match no run's metrics) prints one line on stderr and exits with status 2.
 """
 
 from __future__ import annotations

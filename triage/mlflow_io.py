@@ -227,6 +227,7 @@ def read_runs(client: Any, experiment_id: str, names: MetricNames, parent_run_id
     for r in records:
         if not r.is_parent:
             r.curves = build_curves(per_run.get(r.run_id, {}), names, r.tags.get("sweep.nonfinite"))
+    _check_loss_names([r for r in records if not r.is_parent], {k for r in runs for k in r.data.metrics}, names)
     records.sort(key=lambda r: (r.trial if r.trial is not None else 1 << 30, r.start_time))
     return records
 
@@ -243,7 +244,16 @@ def read_run(client: Any, run_id: str, names: MetricNames) -> RunRecord:
                     r.info.start_time or 0)
     hist = {m: [(p.step, p.timestamp, p.value) for p in client.get_metric_history(run_id, m)] for m in names.mapping()}
     rec.curves = build_curves(hist, names, rec.tags.get("sweep.nonfinite"))
+    _check_loss_names([rec], set(r.data.metrics), names)
     return rec
+
+
+def _check_loss_names(records: list[RunRecord], logged: set[str], names: MetricNames) -> None:
+    """Runs that log metrics but no loss under the given names were logged by other code (or a name is
+    mistyped): judging them would call every run crashed, so stop and say which names they log."""
+    if logged and not any(key in r.curves for r in records for key in ("train_loss", "val_loss")):
+        raise TriageError(f"no run logs a loss named {names.train_loss!r} or {names.val_loss!r}; the runs log "
+                          f"{', '.join(sorted(logged)[:30])}: name the losses with --train-loss and --val-loss")
 
 
 def write_tags(client: Any, tags_by_run: dict[str, dict[str, str]]) -> None:
