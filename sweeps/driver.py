@@ -344,6 +344,9 @@ def run(overrides: list[str]) -> int:
     console.print(f"study [bold]{name}[/] in {mask(sw.job['sweep']['storage'])}; run directory {run_dir}")
     _log_parent(sw, run_dir)
     reconcile(sw)
+    if held := len(sw.study.get_trials(deepcopy=False)):
+        console.print(f"the study already holds {held} trials: nothing to train (raise sweep.n_trials={sw.n_trials} to add more)"
+                      if held >= sw.n_trials else f"resuming: the study already holds {held} of sweep.n_trials={sw.n_trials} trials")  # fmt: skip
     interrupted = False
     try:
         if (pack := pack_size(sw.job)) > 1:

@@ -106,7 +106,9 @@ def test_a_resume_with_other_training_settings_is_refused(tmp_path: Path, sweeps
         p = run_cli("sweeps", "run", "+sweep=lr", "sweep.n_trials=2", *SMALL, *changed, cwd=tmp_path)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and was in p.stderr, p.stderr
     # where the data lies, the device, the layout, the space and the budget may change
-    sweep(tmp_path, *pin_lr(0.02), "train.channels_last=false", "train.eval_batch_size=100", f"data.root={cifar_root}/.", n=2)
+    p = sweep(tmp_path, *pin_lr(0.02), "train.channels_last=false", "train.eval_batch_size=100", f"data.root={cifar_root}/.", n=2)
+    assert "resuming: the study already holds 1 of sweep.n_trials=2 trials" in p.stderr, p.stderr
+    assert "nothing to train (raise sweep.n_trials=2 to add more)" in sweep(tmp_path, *pin_lr(0.02), n=2).stderr
     storage, tracking = stores(sweeps_home)
     assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 2
     assert len(children(MlflowClient(tracking), "lr")) == 2
