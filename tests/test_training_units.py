@@ -181,6 +181,13 @@ def test_optimizer_names() -> None:
         ({"train": {"epochs": "many"}}, "train.epochs"),
         ({"scheduler": {"name": "piecewise", "milestones": [3], "values": [1.0]}}, "scheduler.values"),
         ({"train": {"bogus": 1}}, "bogus"),
+        ({"train": {"l2": float("inf")}}, "train.l2=inf must be a finite number"),
+        ({"optimizer": {"lr": float("inf")}}, "optimizer.lr=inf must be a finite number"),
+        ({"optimizer": {"momentum": -0.5}}, "optimizer.momentum=-0.5 must be >= 0"),
+        ({"optimizer": {"nesterov": True, "momentum": 0}}, "optimizer.nesterov=true needs optimizer.momentum > 0"),
+        ({"optimizer": {"name": "adam", "betas": [1.5, 0.9]}}, "optimizer.betas=[1.5, 0.9]: give two numbers in [0, 1)"),
+        ({"data": {"mean": [0.5]}}, "data.mean=[0.5]: give one number per channel"),
+        ({"data": {"std": [0.5, 0.5, 0.0]}}, "every channel's std must be > 0"),
     ],
 )
 def test_bad_config_values_raise_one_line(groups: dict, fragment: str) -> None:

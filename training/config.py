@@ -9,6 +9,7 @@ could run with, so bad input fails in one line before any data is read or any mo
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -128,6 +129,12 @@ class TrialConfig:
         _positive("train.batch_size", t.batch_size)
         _positive("train.eval_batch_size", t.eval_batch_size)
         _non_negative("optimizer.weight_decay", o.weight_decay)
+        if o.name == "sgd":
+            _non_negative("optimizer.momentum", o.momentum)
+            if o.nesterov and o.momentum == 0:
+                raise ConfigError("optimizer.nesterov=true needs optimizer.momentum > 0")
+        elif len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+            raise ConfigError(f"optimizer.betas={list(o.betas)}: give two numbers in [0, 1), e.g. [0.9,0.999]")
         _non_negative("train.l1", t.l1)
         _non_negative("train.l2", t.l2)
         _non_negative("scheduler.warmup_epochs", s.warmup_epochs)
@@ -136,6 +143,9 @@ class TrialConfig:
         if d.train_size is not None:
             _positive("data.train_size", d.train_size, hint="or null for the whole training set")
         _positive("data.val_size", d.val_size)
+        for key, values in (("data.mean", d.mean), ("data.std", d.std)):
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                raise ConfigError(f"{key}={list(values)}: give one number per channel (R, G, B), e.g. [0.5,0.5,0.5]")
         if any(v <= 0 for v in d.std):
             raise ConfigError(f"data.std={list(d.std)}: every channel's std must be > 0")
         if s.name == "step":
@@ -175,8 +185,15 @@ def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
 def _positive(key: str, value: float, hint: str = "") -> None:
     if not value > 0:
         raise ConfigError(f"{key}={value} must be > 0" + (f" ({hint})" if hint else ""))
+    _finite(key, value)
 
 
 def _non_negative(key: str, value: float) -> None:
     if not value >= 0:
         raise ConfigError(f"{key}={value} must be >= 0 (0 turns it off)")
+    _finite(key, value)
+
+
+def _finite(key: str, value: float) -> None:
+    if value == math.inf:
+        raise ConfigError(f"{key}={value} must be a finite number")
