@@ -29,7 +29,7 @@ def make_tree(root: Path, per_class: int = 6, test_per_class: int = 2, fmt: str 
 
 
 def cfg(root: Path, cache: Path, **kw) -> DataConfig:
-    return DataConfig(root=str(root), cache_dir=str(cache), download=False, **kw)
+    return DataConfig(root=str(root), cache_dir=str(cache), **{"download": False, **kw})
 
 
 def test_class_folder_tree_loads_stratified(tmp_path: Path) -> None:
@@ -88,9 +88,15 @@ def test_bad_trees_raise_one_line(tmp_path: Path, breakage, message: str) -> Non
     assert not list((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True
 
 
-def test_missing_dataset_says_where_it_looked(tmp_path: Path) -> None:
+def test_missing_dataset_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match="no CIFAR-10 at .*CIFAR10_ROOT"):
         load_data(cfg(tmp_path / "nothing", tmp_path / "cache", val_size=3))
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")  # a port nothing listens on
+    with pytest.raises(DataError, match=r"\(class folders\), and torchvision's download failed \(URLError: .*refused.*CIFAR10_ROOT"):
+        load_data(cfg(tmp_path / "nothing", tmp_path / "cache", val_size=3, download=True))
+    assert not list((tmp_path / "nothing").glob("*"))  # nothing half-downloaded left behind
 
 
 @pytest.mark.parametrize("val_size, train_size", [(18, None), (2, None), (3, 100)])

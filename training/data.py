@@ -154,24 +154,27 @@ def find_source(root: Path, download: bool) -> tuple[str, list[os.DirEntry[str]]
     if (root / "train").is_dir() and (root / "test").is_dir():
         return "folders", [f for split in ("train", "test") for f in _files(root / split, depth=2)]
     tv = root / TORCHVISION_DIR
-    if not tv.is_dir() and download:
-        _download(root)
+    failed = _download(root) if not tv.is_dir() and download else None
     if tv.is_dir():
         return "torchvision", _files(tv, depth=1)
     raise DataError(
         f"no CIFAR-10 at {root}: looked for {TORCHVISION_DIR}/ (torchvision) and train/<class>/, test/<class>/ "
-        "(class folders); point data.root or the CIFAR10_ROOT environment variable at a copy"
+        "(class folders)" + (f", and torchvision's download failed ({failed})" if failed else "")
+        + "; point data.root or the CIFAR10_ROOT environment variable at a copy"
     )
 
 
-def _download(root: Path) -> None:
+def _download(root: Path) -> str | None:
+    """torchvision's download into `root`; why it failed (no network, ...), or None."""
     from torchvision.datasets import CIFAR10
 
     try:
         CIFAR10(str(root), train=True, download=True)
-    except Exception as e:  # no network, disk full, ...: the caller reports what was looked for
+    except Exception as e:
         if (root / TORCHVISION_DIR).is_dir():
             raise DataError(f"download of CIFAR-10 into {root} failed halfway ({e}); remove it and retry") from None
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    return None
 
 
 def _files(folder: Path, depth: int) -> list[os.DirEntry[str]]:
