@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from sweeps.driver import SWEEPS, run, worker
+from sweeps.driver import EXIT_TRACKING, SWEEPS, run, worker
+from sweeps.tracking import TrackingError
 from training.compose import mask
 from training.config import ConfigError
 from training.errors import TrainingError
@@ -25,16 +26,17 @@ def main(argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):
         print(f"{USAGE}\n{HELP}")
         return 0
-    if argv[:1] == ["worker"]:
-        return worker()
-    if argv[:1] != ["run"]:
+    if argv[:1] not in (["run"], ["worker"]):
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        return run(argv[1:])
+        return worker() if argv[0] == "worker" else run(argv[1:])
     except (ConfigError, TrainingError) as e:
         print(f"error: {mask(str(e))}", file=sys.stderr)
         return 2
+    except TrackingError as e:  # the store failed while the sweep opened it (already masked)
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_TRACKING
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
-from sweeps.tracking import Tracker, check_reachable, flatten
+from sweeps.tracking import Tracker, TrackingError, check_reachable, flatten
 from training import RECORD_KEYS, TrialConfig, resolve_device
 from training.compose import compose, job_config, write_run_dir
 from training.config import TRIAL_GROUPS, ConfigError
@@ -45,6 +45,7 @@ RUNTIME_KEYS = ("data.root", "data.cache_dir", "data.download", "train.device", 
 PARENT_WAIT_S = 30.0  # how long a process that did not create the study waits for its parent run
 WORKER_ENV = "SWEEPS_WORKER_OVERRIDES"  # overrides handed to worker processes (not on their command line)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+EXIT_TRACKING = 3  # the exit status of a sweep (or worker) stopped because the tracking store failed
 SWEEPS = ("lr", "schedule", "clip", "reg", "full")
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -254,6 +255,8 @@ def run_in_process(sw: Sweep) -> None:
 
         def on_trial(study: optuna.Study, t: FrozenTrial) -> None:
             bar.console.print(trial_line(t, metric))
+            if sw.tracker.failure is not None:  # every trial left would fail alike
+                study.stop()
             bar.update(trials, completed=len(finished(study)))
             bar.reset(epoch_bar)
 
@@ -267,6 +270,8 @@ def run_in_process(sw: Sweep) -> None:
                 )  # fmt: skip
             finally:
                 objective.close()
+            if sw.tracker.failure is not None:
+                raise sw.tracker.failure
 
 
 def run_workers(sw: Sweep, overrides: list[str]) -> None:
@@ -277,16 +282,17 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
     env = {**os.environ, WORKER_ENV: json.dumps(overrides)}
     procs: dict[int, subprocess.Popen[bytes]] = {}
     printed = {t.number for t in finished(sw.study)}
-    slot = 0
+    slot, lost = 0, False  # lost: a worker exited because the tracking store failed
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("trials", total=sw.n_trials, completed=len(printed))
         try:
             while True:
                 died = [pid for pid, p in procs.items() if p.poll() is not None]
+                lost = lost or any(procs[pid].returncode == EXIT_TRACKING for pid in died)
                 for pid in died:
                     procs.pop(pid)
-                if died:
+                if died and not lost:
                     reconcile(sw)
                 trials = sw.study.get_trials(deepcopy=False)
                 for t in trials:
@@ -297,9 +303,11 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                 # a worker is pending until its trial runs; a finished trial's pid may have been reused
                 started = {t.user_attrs.get(WORKER_ATTR) for t in trials if t.state == TrialState.RUNNING}
                 pending = sum(worker_id(pid) not in started for pid in procs)
+                if lost and not procs:
+                    raise TrackingError(f"a worker could not write to the MLflow tracking store {mask(sw.job['tracking']['uri'])}")
                 if len(trials) >= sw.n_trials and not procs:
                     break
-                while len(procs) < k and len(trials) + pending < sw.n_trials:
+                while not lost and len(procs) < k and len(trials) + pending < sw.n_trials:
                     wenv = {**env, "CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else env
                     p = subprocess.Popen([sys.executable, "-m", "sweeps", "worker"], env=wenv, stdout=subprocess.DEVNULL)
                     procs[p.pid] = p
@@ -327,11 +335,12 @@ def worker() -> int:
     objective = sw.objective()
     try:
         sw.study.optimize(objective, n_trials=1, catch=(Exception,))
+        objective.close()
     except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once
         return 130
-    finally:
-        objective.close()
-    return 0
+    except TrackingError:
+        pass
+    return EXIT_TRACKING if sw.tracker.failure is not None else 0
 
 
 # --------------------------------------------------------------------------- the command
@@ -358,6 +367,10 @@ def run(overrides: list[str]) -> int:
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: trials still running are marked failed; re-run the same command to resume[/]")
+    except TrackingError as e:  # nothing more can be logged: no report, no triage
+        console.print(f"[red]error: {e}[/]\nthe sweep stopped: finished trials are kept in the study, the trial it was "
+                      "running is marked failed; re-run the same command to resume once the store answers")  # fmt: skip
+        return EXIT_TRACKING
     reconcile(sw)
     report(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(sw.study.get_trials(deepcopy=False)) >= sw.n_trials

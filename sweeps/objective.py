@@ -111,7 +111,7 @@ class Objective:
         if isinstance(e, KeyboardInterrupt):
             return {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
         kind = "oom" if isinstance(e, OutOfMemory) else "exception"
-        self.tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+        self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
         return {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
     def _train(self, trial: optuna.Trial, values: Mapping[str, Any], run_id: str,

@@ -66,6 +66,8 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
                 remaining = sw.n_trials - len(study.get_trials(deepcopy=False, states=STARTED))
                 if remaining <= 0:
                     return
+                if sw.tracker.failure is not None:  # every pack left would fail alike
+                    raise sw.tracker.failure
                 asked = [study.ask() for _ in range(min(k, remaining))]
             _run_pack(objective, [PackedTrial(objective, t) for t in asked])
     finally:

@@ -9,8 +9,9 @@ and are left out without a mark.
 
 Trials hand their writes to `Tracker.later`: one background thread runs them in order, so training
 does not wait on the store (10-20 ms of SQLAlchemy per call on SQLite). `flush` waits for them and
-re-raises a write that failed; a killed process loses at most the writes still queued and the
-epochs its running trials had not sent yet (a few seconds' worth; those trials are failed on resume).
+raises a write that failed as `TrackingError`: the sweep then stops, rather than fail every trial
+left on a store that is gone. A killed process loses at most the writes still queued and the epochs
+its running trials had not sent yet (a few seconds' worth; those trials are failed on resume).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ from training.config import ConfigError
 PARENT_ROLE = "parent"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
 MAX_METRICS_PER_BATCH = 1000
+
+
+class TrackingError(RuntimeError):
+    """A write to the tracking store failed (a server gone, a full disk): the sweep stops; re-running resumes it."""
 
 
 def check_reachable(uri: str) -> None:
@@ -61,12 +67,25 @@ class Tracker:
         self.uri = uri
         # the sweep prints one line per trial; a tracking server would have MLflow print two links per run
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        with _first_use(uri):
+        self.failure: TrackingError | None = None  # the first write that failed; later trials would fail alike
+        with _first_use(uri), self.writing():
             self.client = MlflowClient(tracking_uri=uri)
             self.experiment_id = self._experiment(experiment, artifact_location)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writes")
         self._pending: list[Future[Any]] = []
         self._nonfinite: dict[str, list[str]] = {}  # run id → its `metric@epoch` marks so far
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Calls to the store inside raise TrackingError (and set `failure`) when they fail."""
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as e:
+            self.failure = self.failure or TrackingError(
+                f"the MLflow tracking store {mask(self.uri)} failed: {type(e).__name__}: {mask(str(e).splitlines()[0] if str(e) else '')}")
+            raise self.failure from e
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         """The id of the experiment `name`, created when missing (by one process of any started at once)."""
@@ -97,7 +116,8 @@ class Tracker:
         done = [f for f in self._pending if wait or f.done()]
         self._pending = [f for f in self._pending if f not in done]
         for f in done:
-            f.result()  # re-raises the write's exception in the trial's thread
+            with self.writing():
+                f.result()  # re-raises the write's exception in the trial's thread
 
     # ----------------------------------------------------------------- parent run
 
@@ -117,7 +137,12 @@ class Tracker:
         """A new child run of trial `number`, whose sampled keys are `space`: its run id."""
         tags = {MLFLOW_PARENT_RUN_ID: parent_id, "sweep.study": study, "sweep.trial": str(number),
                 "sweep.state": "RUNNING", "sweep.space": ",".join(space)}  # fmt: skip
-        return self.client.create_run(self.experiment_id, run_name=f"trial {number}", tags=tags).info.run_id
+        with self.writing():
+            return self.client.create_run(self.experiment_id, run_name=f"trial {number}", tags=tags).info.run_id
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        with self.writing():
+            self.client.log_text(run_id, text, name)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Params (masked, as text), in as few calls as MLflow allows."""

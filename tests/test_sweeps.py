@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna.trial import TrialState
 
 from tests.conftest import run_cli
 
@@ -529,7 +530,8 @@ def test_a_process_that_finds_the_study_draws_its_own_points(sweeps_home: Path) 
 
 def test_sweep_against_a_real_mlflow_server(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
     """tracking.uri=http://...: runs, metrics and artifacts go through `mlflow server`; the terminal shows the
-    sweep's own lines and the experiment's URL, not MLflow's two 'View run' links per run."""
+    sweep's own lines and the experiment's URL, not MLflow's two 'View run' links per run. When the server
+    dies, the sweep stops at once (exit 3) rather than fail every trial left."""
     import socket
     import urllib.request
 
@@ -560,6 +562,26 @@ def test_sweep_against_a_real_mlflow_server(tmp_path: Path, sweeps_home: Path, c
         assert len(client.get_metric_history(runs[0].info.run_id, "val_acc")) == 2
         assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} >= {"curves.png"}
         assert (tmp_path / "server-artifacts").is_dir()
-    finally:
+
+        # the server dies mid-sweep: the sweep stops at the first failed write instead of failing every trial left
+        args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=8", *SMALL, f"tracking.uri={url}"]
+        env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+        log = tmp_path / "resumed.log"
+        with log.open("w") as f:
+            resumed = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=f)
+        study = optuna.load_study(study_name="lr", storage=stores(sweeps_home)[0])
+        while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) < 3:
+            assert resumed.poll() is None and time.time() < deadline + 600, log.read_text()
+            time.sleep(0.2)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        resumed.wait(timeout=300)
+        err = log.read_text()
+        assert resumed.returncode == 3, err
+        assert f"error: the MLflow tracking store {url} failed: " in err and "re-run the same command to resume" in err, err
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        assert states.count(TrialState.FAIL) == 1 and states[-1] == TrialState.FAIL and len(states) < 8, states
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
