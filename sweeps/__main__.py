@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sweeps.driver import EXIT_TRACKING, SWEEPS, run, worker
+from sweeps.driver import EXIT_STORE_LOST, SWEEPS, run, worker
 from sweeps.tracking import TrackingError
 from training.compose import mask
 from training.config import ConfigError
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         return 2
     except TrackingError as e:  # the store failed while the sweep opened it (already masked)
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_TRACKING
+        return EXIT_STORE_LOST
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ RUNTIME_KEYS = ("data.root", "data.cache_dir", "data.download", "train.device", 
 PARENT_WAIT_S = 30.0  # how long a process that did not create the study waits for its parent run
 WORKER_ENV = "SWEEPS_WORKER_OVERRIDES"  # overrides handed to worker processes (not on their command line)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-EXIT_TRACKING = 3  # the exit status of a sweep (or worker) stopped because the tracking store failed
+EXIT_STORE_LOST = 3  # the exit status of a sweep (or worker) stopped because the MLflow or Optuna store failed
 SWEEPS = ("lr", "schedule", "clip", "reg", "full")
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -282,14 +282,14 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
     env = {**os.environ, WORKER_ENV: json.dumps(overrides)}
     procs: dict[int, subprocess.Popen[bytes]] = {}
     printed = {t.number for t in finished(sw.study)}
-    slot, lost = 0, False  # lost: a worker exited because the tracking store failed
+    slot, lost = 0, False  # lost: a worker exited because a store failed
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("trials", total=sw.n_trials, completed=len(printed))
         try:
             while True:
                 died = [pid for pid, p in procs.items() if p.poll() is not None]
-                lost = lost or any(procs[pid].returncode == EXIT_TRACKING for pid in died)
+                lost = lost or any(procs[pid].returncode == EXIT_STORE_LOST for pid in died)
                 for pid in died:
                     procs.pop(pid)
                 if died and not lost:
@@ -304,7 +304,8 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                 started = {t.user_attrs.get(WORKER_ATTR) for t in trials if t.state == TrialState.RUNNING}
                 pending = sum(worker_id(pid) not in started for pid in procs)
                 if lost and not procs:
-                    raise TrackingError(f"a worker could not write to the MLflow tracking store {mask(sw.job['tracking']['uri'])}")
+                    raise store_lost(sw) or TrackingError(f"a worker could not write to the MLflow tracking store "
+                                                          f"{mask(sw.job['tracking']['uri'])}")  # fmt: skip
                 if len(trials) >= sw.n_trials and not procs:
                     break
                 while not lost and len(procs) < k and len(trials) + pending < sw.n_trials:
@@ -338,9 +339,11 @@ def worker() -> int:
         objective.close()
     except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once
         return 130
-    except TrackingError:
-        pass
-    return EXIT_TRACKING if sw.tracker.failure is not None else 0
+    except Exception:
+        if sw.tracker.failure is None and store_lost(sw) is None:
+            raise
+        return EXIT_STORE_LOST  # the driver says so once
+    return EXIT_STORE_LOST if sw.tracker.failure is not None else 0
 
 
 # --------------------------------------------------------------------------- the command
@@ -367,15 +370,27 @@ def run(overrides: list[str]) -> int:
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: trials still running are marked failed; re-run the same command to resume[/]")
-    except TrackingError as e:  # nothing more can be logged: no report, no triage
-        console.print(f"[red]error: {e}[/]\nthe sweep stopped: finished trials are kept in the study, the trial it was "
-                      "running is marked failed; re-run the same command to resume once the store answers")  # fmt: skip
-        return EXIT_TRACKING
+    except Exception as e:  # a store that stopped answering: nothing more can be recorded, no report, no triage
+        if (lost := e if isinstance(e, TrackingError) else store_lost(sw)) is None:
+            raise
+        console.print(f"[red]error: {lost}[/]\nthe sweep stopped: finished trials are kept in the study, trials it was "
+                      "running are marked failed (at the latest when it resumes); re-run the same command to resume "
+                      "once the store answers")  # fmt: skip
+        return EXIT_STORE_LOST
     reconcile(sw)
     report(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(sw.study.get_trials(deepcopy=False)) >= sw.n_trials
     sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not interrupted else "KILLED")
     return 130 if interrupted else 0
+
+
+def store_lost(sw: Sweep) -> Exception | None:
+    """Why the study's Optuna storage no longer answers (a database gone), or None when it does."""
+    try:
+        open_storage(sw.job["sweep"]["storage"]).get_all_studies()
+    except Exception as e:  # open_storage says it in one line
+        return e
+    return None
 
 
 def rerun_command(overrides: list[str], values: dict[str, Any]) -> str:

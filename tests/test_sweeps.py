@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,38 @@ def test_three_workers_on_postgresql(tmp_path: Path, sweeps_home: Path, cifar_ro
     sweep(tmp_path, f"sweep.study_name={name}", f"sweep.storage={postgres_url}", "sweep.n_workers=3",
           *pin_lr(0.01), "train.epochs=1", n=5)  # fmt: skip
     _check_workers(postgres_url, tracking, name, 5)
+
+
+def test_a_storage_that_stops_answering_stops_the_sweep(tmp_path: Path, sweeps_home: Path, cifar_root: Path,
+                                                        new_database: tuple[str, Callable[[str], None]]) -> None:  # fmt: skip
+    """The study's database refuses connections mid-sweep: driver and workers stop with one error line and
+    exit 3, no traceback; once it answers again the same command resumes the study."""
+    url, sql = new_database
+    args = ["+sweep=lr", "sweep.n_trials=6", "sweep.n_workers=2", f"sweep.storage={url}", *SMALL]
+    log = tmp_path / "lost.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "sweeps", "run", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=f)
+    deadline = time.time() + 600
+    while not (sweeps_home / "mlflow.db").exists() or len(_finished_trials(url)) < 2:
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.5)
+    sql("ALTER DATABASE {db} ALLOW_CONNECTIONS false")
+    sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+    proc.wait(timeout=300)
+    err = log.read_text()
+    assert proc.returncode == 3 and "Traceback" not in err, err
+    assert "error: cannot open Optuna storage" in err and "re-run the same command to resume once the store answers" in err, err
+    sql("ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+    sweep(tmp_path, f"sweep.storage={url}", "sweep.n_workers=2", n=6)
+    assert len(_finished_trials(url)) == 6
+
+
+def _finished_trials(url: str) -> list[Any]:
+    try:
+        study = optuna.load_study(study_name="lr", storage=url)
+    except KeyError:  # not created yet
+        return []
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
 
 
 def test_three_workers_on_journal_storage(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
@@ -427,23 +459,29 @@ def _open_storage_with(barrier: Any, url: str) -> None:
     open_storage(url, heartbeat_interval=30, grace_period=60)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def new_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a storage no one has created yet: a new SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/optuna.db"
-        return
+@pytest.fixture
+def new_database(postgres_url: str) -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A new PostgreSQL database: its URL, and a function running admin SQL ({db} is its name) on the server."""
     from sqlalchemy import create_engine, make_url, text
 
-    server = make_url(request.getfixturevalue("postgres_url"))
-    name = f"sweeps_race_{uuid.uuid4().hex[:8]}"
+    server = make_url(postgres_url)
+    name = f"sweeps_test_{uuid.uuid4().hex[:8]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name}"))
-    yield server.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+
+    def sql(statement: str) -> None:
+        with admin.connect() as c:
+            c.execute(text(statement.format(db=name)))
+
+    sql("CREATE DATABASE {db}")
+    yield server.set(database=name).render_as_string(hide_password=False), sql
+    sql("DROP DATABASE {db} WITH (FORCE)")
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a storage no one has created yet: a new SQLite file, or a new PostgreSQL database."""
+    return f"sqlite:///{tmp_path}/optuna.db" if request.param == "sqlite" else request.getfixturevalue("new_database")[0]
 
 
 def test_workers_opening_a_new_storage_at_once_all_get_it(new_storage_url: str) -> None:
