@@ -40,8 +40,8 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_unknown_key(e, overrides, config_name) or _first_line(e)) from None
     known = {"hydra", "paths", *(d.name for d in CONF_DIR.iterdir() if d.is_dir())}
-    for key in sorted(set(cfg) - known):  # `+trian.epochs=3` adds a root key nothing reads
-        raise ConfigError(_not_a_key(str(key), "", sorted(known - {"hydra"})))
+    if unknown := sorted(set(cfg) - known):  # `+trian.epochs=3` adds a root key nothing reads
+        raise ConfigError(_not_a_key(str(unknown[0]), "", sorted(known - {"hydra"})))
     return cfg
 
 
