@@ -132,6 +132,14 @@ def test_reason_is_one_sentence_with_numbers() -> None:
         assert 0.0 < v.confidence <= 1.0
 
 
+def test_healthy_reason_says_where_val_loss_ended() -> None:
+    train = [2.3, 2.1, 1.9, 1.8, 1.7, 1.65]
+    at_min = classify({"train_loss": train, "val_loss": [2.2, 2.0, 1.9, 1.85, 1.8, 1.75]}).reason
+    assert "val_loss ended at its minimum, 1.77 at epoch 5." in at_min, at_min  # tail median, 3-epoch smoothed minimum
+    near = classify({"train_loss": train, "val_loss": [2.2, 2.0, 1.8, 1.7, 1.75, 1.78]}).reason
+    assert "val_loss ended at 1.77, within 0.9% of its minimum at epoch 4." in near, near
+
+
 def test_overfit_reason_quotes_the_rise_and_the_fall() -> None:
     v = classify(SHAPES["overfit"](30, LN10))
     assert v.label == "overfit"

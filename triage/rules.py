@@ -372,8 +372,11 @@ def _healthy_reason(run: _Run, key: str, p: CurveStats) -> str:
     v = run.stats.get("val_loss")
     if key != "val_loss" and v is not None:
         above = max(0.0, v.tail / v.sbest - 1) if v.sbest > 0 else 0.0
-        where = f"within {_pct(above)} of" if above <= 0.1 else f"{_pct(above)} above"
-        reason += f" and val_loss ended at {_f(v.tail)}, {where} its minimum at epoch {v.sbest_i + 1}"
+        if above < 5e-4:  # "within 0.0% of" says it less plainly
+            reason += f" and val_loss ended at its minimum, {_f(v.tail)} at epoch {v.sbest_i + 1}"
+        else:
+            where = f"within {_pct(above)} of" if above <= 0.1 else f"{_pct(above)} above"
+            reason += f" and val_loss ended at {_f(v.tail)}, {where} its minimum at epoch {v.sbest_i + 1}"
     acc = run.stats.get("val_acc") or run.stats.get("train_acc")
     if acc is not None:
         name = "val_acc" if run.stats.get("val_acc") is not None else "train_acc"
