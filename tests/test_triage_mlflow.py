@@ -276,7 +276,11 @@ def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path,
 def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from triage.cli import main
 
+    rid = _plain_logistic_regression_loop(store, "plain-bad", lr=0.05, epochs=3)
+    (tmp_path / "a-file").write_text("")
     cases = [
+        ("summarize", "--experiment", "plain-bad", "--tracking-uri", store, "--parent-run-id", "0123456789abcdef"),
+        ("summarize", "--experiment", "plain-bad", "--tracking-uri", store, "--out", str(tmp_path / "a-file" / "reports")),
         ("summarize", "--experiment", "nope", "--tracking-uri", store),
         ("summarize", "--experiment", "x", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"),
         ("explain", "0123456789abcdef", "--tracking-uri", store),
@@ -288,6 +292,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsy
         lines = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("20")]  # mlflow logs
         assert len(lines) == 1 and lines[0].startswith("triage: "), (args, lines)
     assert not (tmp_path / "missing.db").exists()  # a missing store is reported, not created
+    assert "triage" not in MlflowClient(store).get_run(rid).data.tags  # stopped before tagging
     out = run_cli("triage", "summarize", "--experiment", "nope", "--tracking-uri", store,
                   cwd=tmp_path, timeout=120)  # the real entry point
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("triage: no experiment named")

@@ -1,7 +1,8 @@
 """Command line: ``python -m triage summarize --experiment NAME`` and ``python -m triage explain RUN_ID``.
 
 Bad input (an unknown experiment or run, a tracking store that is missing or unreachable, loss names
-that match no run's metrics) prints one line on stderr and exits with status 2.
+that match no run's metrics, an --out that cannot be made) prints one line on stderr and exits with
+status 2, before any run is tagged.
 """
 
 from __future__ import annotations

@@ -165,13 +165,23 @@ def summarize(
             prints nothing).
 
     Raises:
-        TriageError: unknown experiment, or a tracking store that is missing or unreachable.
+        TriageError: unknown experiment or parent run, a tracking store that is missing or unreachable,
+            loss names no run logs, or an ``out_dir`` that cannot be made (raised before any tag is written).
     """
     th = thresholds or load_thresholds()
     uri = tracking_uri or default_tracking_uri()
+    out = Path(out_dir) if out_dir is not None else Path.cwd()
+    if write:  # before any tag is written
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TriageError(f"cannot write the reports to {out} ({e.strerror}); pass another --out") from None
     client = client_for(uri)
     exp = find_experiment(client, experiment_name)
     runs = read_runs(client, exp.experiment_id, metric_names, parent_run_id)
+    if parent_run_id is not None and parent_run_id not in {r.run_id for r in runs}:
+        raise TriageError(f"no run {parent_run_id} in experiment {experiment_name!r}: pass the id of a sweep's parent "
+                          "run (tag sweep.role = parent)")
     children = [r for r in runs if not r.is_parent]
     verdict_list = classify_many([r.curves for r in children], th, [r.meta() for r in children])
     verdicts = {r.run_id: v for r, v in zip(children, verdict_list)}
@@ -189,7 +199,7 @@ def summarize(
             _record_in_study(study, children, verdicts)
         from .report import write_reports
 
-        summary.files = write_reports(summary, Path(out_dir) if out_dir is not None else Path.cwd())
+        summary.files = write_reports(summary, out)
         if parent is not None:
             log_artifacts(client, parent, summary.files)
     from .report import print_table
