@@ -83,7 +83,7 @@ def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | 
     if not isinstance(node, DictConfig):
         return f"{key} is not a config key: {parent} is a value ({node!r}), not a group" if parent and node is not None else None
     add = [ln.strip()[len("To append to your config use "):] for ln in str(e).splitlines() if "To append" in ln]
-    how = f"; a new search dimension is added with {add[0]}" if add and key.startswith("sweep.space.") else ""
+    how = f"; under sweep.space new keys are added with +: {add[0]}" if add and key.startswith("sweep.space.") else ""
     return _not_a_key(key, parent, [str(k) for k in node]) + how
 
 
