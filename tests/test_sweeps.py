@@ -357,10 +357,11 @@ def test_online_triage_stops_a_diverging_trial_and_spares_the_healthy_one(tmp_pa
 
 
 def test_tracking_writes_keep_their_order_and_failures_surface(tmp_path: Path) -> None:
-    """Trial writes run on the tracking thread in order, many epochs in one; one that fails is raised by the next flush."""
+    """Trial writes run on the tracking thread in order, many epochs in one; one that fails is raised by the next
+    flush, as a TrackingError that the tracker keeps (the sweep stops on it)."""
     from mlflow.exceptions import MlflowException
 
-    from sweeps.tracking import Tracker
+    from sweeps.tracking import Tracker, TrackingError
 
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "t", str(tmp_path / "artifacts"))
     run = tracker.start_trial(tracker.parent_run("t", None), "t", 0, ["optimizer.lr"])
@@ -389,8 +390,9 @@ def test_tracking_writes_keep_their_order_and_failures_surface(tmp_path: Path) -
     assert tracker.client.get_run(batched).data.tags["sweep.nonfinite"] == "m0@2,grad_norm@81,val_loss@81,train_loss@82"
 
     tracker.later(tracker.log_epochs, "no-such-run", [(0, {"epoch": 1, "train_loss": 1.0})])
-    with pytest.raises(MlflowException):
+    with pytest.raises(TrackingError, match="the MLflow tracking store sqlite:///.* failed: MlflowException: Run with id=no-such-run") as e:
         tracker.flush()
+    assert isinstance(e.value.__cause__, MlflowException) and tracker.failure is e.value  # the sweep stops on it
     tracker.flush()  # raised once, not again
 
 
