@@ -227,7 +227,8 @@ def read_runs(client: Any, experiment_id: str, names: MetricNames, parent_run_id
     for r in records:
         if not r.is_parent:
             r.curves = build_curves(per_run.get(r.run_id, {}), names, r.tags.get("sweep.nonfinite"))
-    _check_loss_names([r for r in records if not r.is_parent], {k for r in runs for k in r.data.metrics}, names)
+    logged = {k for rec, r in zip(records, runs) if not rec.is_parent for k in r.data.metrics}
+    _check_loss_names([r for r in records if not r.is_parent], logged, names)
     records.sort(key=lambda r: (r.trial if r.trial is not None else 1 << 30, r.start_time))
     return records
 
