@@ -608,7 +608,7 @@ def test_sweep_against_a_real_mlflow_server(tmp_path: Path, sweeps_home: Path, c
 
         # the server dies mid-sweep: the sweep stops at the first failed write instead of failing every trial left
         args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=8", *SMALL, f"tracking.uri={url}"]
-        env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+        env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}  # refused: at once
         log = tmp_path / "resumed.log"
         with log.open("w") as f:
             resumed = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=f)
