@@ -138,7 +138,7 @@ def _check_setup(study: optuna.Study, created: bool, setup: dict[str, Any]) -> N
     known = study.user_attrs.get(SETUP_ATTR)
     if known is None:  # a study from before this check
         return
-    changed = [k for k in sorted({*known, *setup}) if known.get(k) != setup.get(k)]
+    changed = [k for k in sorted(known) if known[k] != setup.get(k)]  # a key newer than the study is not compared
     if changed:
         k, more = changed[0], f" (also {', '.join(changed[1:4])}{', ...' if len(changed) > 4 else ''})" if changed[1:] else ""
         raise ConfigError(f"study {study.study_name!r} was started with {k}={known.get(k)}, this run has "

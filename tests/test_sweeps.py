@@ -115,6 +115,19 @@ def test_a_resume_with_other_training_settings_is_refused(tmp_path: Path, sweeps
     assert len(children(MlflowClient(tracking), "lr")) == 2
 
 
+def test_a_study_older_than_a_setup_key_resumes() -> None:
+    """A study recorded before a setting was part of the setup (the objective, since this check) resumes;
+    the settings it did record are still compared."""
+    from sweeps.driver import SETUP_ATTR, _check_setup
+    from training.config import ConfigError
+
+    study = optuna.create_study()
+    study.set_user_attr(SETUP_ATTR, {"train.epochs": 2})
+    _check_setup(study, False, {"train.epochs": 2, "sweep.objective.metric": "val_acc"})
+    with pytest.raises(ConfigError, match="was started with train.epochs=2, this run has train.epochs=3"):
+        _check_setup(study, False, {"train.epochs": 3, "sweep.objective.metric": "val_acc"})
+
+
 def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
     storage, tracking = stores(sweeps_home)
     data = ["data.train_size=2000", "data.val_size=200"]  # epochs long enough for the poll to see one mid-way
