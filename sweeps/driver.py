@@ -335,8 +335,10 @@ def worker() -> int:
     sw, _ = open_sweep(json.loads(os.environ[WORKER_ENV]), worker=True)
     objective = sw.objective()
     try:
-        sw.study.optimize(objective, n_trials=1, catch=(Exception,))
-        objective.close()
+        try:
+            sw.study.optimize(objective, n_trials=1, catch=(Exception,))
+        finally:
+            objective.close()  # every write sent, on Ctrl-C too
     except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once
         return 130
     except Exception:
