@@ -29,6 +29,7 @@ from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import Tracker, flatten
 from training import Dataset, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
 from training.config import DataConfig
+from training.errors import describe
 from triage.names import CANONICAL
 
 RUN_ID_ATTR = "mlflow_run_id"
@@ -112,7 +113,7 @@ class Objective:
             return {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
         kind = "oom" if isinstance(e, OutOfMemory) else "exception"
         self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
-        return {"sweep.failure": kind, "sweep.error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        return {"sweep.failure": kind, "sweep.error": describe(e)}
 
     def _train(self, trial: optuna.Trial, values: Mapping[str, Any], run_id: str,
                records: list[Mapping[str, float]]) -> float:  # fmt: skip

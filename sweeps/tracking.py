@@ -34,6 +34,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.storage import mask, sqlite_file
 from training.config import ConfigError
+from training.errors import describe
 
 PARENT_ROLE = "parent"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
@@ -83,7 +84,7 @@ class Tracker:
             raise
         except Exception as e:
             self.failure = self.failure or TrackingError(
-                f"the MLflow tracking store {mask(self.uri)} failed: {type(e).__name__}: {mask(str(e).splitlines()[0] if str(e) else '')}")
+                f"the MLflow tracking store {mask(self.uri)} failed: {mask(describe(e))}")
             raise self.failure from e
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from training.config import DataConfig
-from training.errors import DataError
+from training.errors import DataError, describe
 
 TORCHVISION_DIR = "cifar-10-batches-py"
 IMAGE_SIZE = 32
@@ -173,7 +173,7 @@ def _download(root: Path) -> str | None:
     except Exception as e:
         if (root / TORCHVISION_DIR).is_dir():
             raise DataError(f"download of CIFAR-10 into {root} failed halfway ({e}); remove it and retry") from None
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+        return describe(e)
     return None
 
 

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def describe(e: BaseException) -> str:
+    """`KeyError: 'x'`: an exception's type and the first line of its message, for one-line reports."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
 class TrainingError(Exception):
     """Base of every error the training package raises on purpose."""
 
