@@ -86,3 +86,22 @@ def test_importances_that_optuna_can_only_make_equal_become_a_note() -> None:
     assert few == (None, "no hyperparameter importances: The number of trials is too small to compute importances. "
                          "Parameter importances will be equal.")  # fmt: skip
     assert note is None and importances is not None and importances["lr"] > importances["l2"]
+
+
+def test_a_region_that_two_params_explain_equally_names_both() -> None:
+    # the sweep of the bug report: both diverging trials had the cosine schedule *and* a huge lr,
+    # and the rule named only the schedule, so the user would have dropped cosine and kept lr 4
+    lrs = ["0.0196", "3.58", "7.25e-05", "4.6", "0.00428"]
+    schedules = ["none", "cosine", "none", "cosine", "none"]
+    params = [{"optimizer.lr": lr, "scheduler.name": s} for lr, s in zip(lrs, schedules)]
+    labels = ["plateau", "diverging", "plateau", "diverging", "healthy"]
+    (rule,) = [r for r in failure_rules(params, labels, ["diverging"]) if r.label == "diverging"]
+    named = {c.param for c in rule.conditions} | {c.param for c in rule.also}
+    assert named == {"optimizer.lr", "scheduler.name"}, str(rule)
+    lr = next(c for c in rule.conditions + rule.also if c.param == "optimizer.lr")
+    assert lr.op == ">" and 0.0196 < float(lr.value) < 3.58
+    assert "the same trials" in str(rule) and "cannot tell which" in rule.suggestion
+    assert "cap optimizer.lr below" in rule.suggestion and "drop scheduler.name=cosine" in rule.suggestion
+    # a region only one param explains names no alternative
+    params, labels = _trials()
+    assert all(not r.also for r in failure_rules(params, labels, ["diverging", "plateau"]))

@@ -61,6 +61,7 @@ class Rule:
     support: int        # trials that match the conditions
     label_total: int    # trials with this label in the whole sweep
     suggestion: str
+    also: tuple[Condition, ...] = ()  # single conditions that match exactly the same trials
 
     def __str__(self) -> str:
         parts, done = [], set()
@@ -73,6 +74,8 @@ class Rule:
                 parts.append(f"{_fmt(float(lo.value))} < {c.param} ≤ {_fmt(float(hi.value))}")
                 done.add(c.param)
         cond = " and ".join(parts) or "any params"
+        if self.also:  # the trials cannot tell these apart: say so rather than pick one silently
+            cond += f" (or {' or '.join(map(str, self.also))}: the same trials)"
         return f"{cond} → {self.label} ({self.hits} of {self.support} trials)"
 
 
@@ -184,8 +187,16 @@ def _merge(conds: list[Condition]) -> list[Condition]:
     return list(out.values())
 
 
-def suggest(label: str, conds: Sequence[Condition]) -> str:
+def suggest(label: str, conds: Sequence[Condition], also: Sequence[Condition] = ()) -> str:
     """A concrete change to the search space that avoids the region, plus the label's general advice."""
+    fix = _change(conds)
+    if also:
+        fix += "".join(f", or {_change([c])}" for c in also) + " (these trials cannot tell which)"
+    return f"{fix}; {ADVICE.get(label, '')}".rstrip("; ")
+
+
+def _change(conds: Sequence[Condition]) -> str:
+    """The change to the search space that avoids every trial matching ``conds``."""
     parts = []
     ops = {(c.param, c.op) for c in conds}
     for c in conds:
@@ -204,8 +215,7 @@ def suggest(label: str, conds: Sequence[Condition]) -> str:
             parts.append(f"drop {c.param}={v}")
         else:
             parts.append(f"keep {c.param}={v}")
-    fix = " and ".join(parts) if parts else "no single param explains it"
-    return f"{fix}; {ADVICE.get(label, '')}".rstrip("; ")
+    return " and ".join(parts) if parts else "no single param explains it"
 
 
 def failure_rules(
@@ -248,7 +258,8 @@ def failure_rules(
                 continue
             seen.add(key)
             hits, support = _score(conds, params, y)
-            rules.append(Rule(label, tuple(conds), hits, support, total, suggest(label, conds)))
+            also = _equivalents(conds, params, x, feats, has_nan)
+            rules.append(Rule(label, tuple(conds), hits, support, total, suggest(label, conds, also), also))
     rules.sort(key=lambda r: (-r.hits, r.support))
     return [r for r in rules if not any(_covers(o, r) for o in rules if o is not r)]
 
@@ -257,6 +268,30 @@ def _covers(general: Rule, specific: Rule) -> bool:
     """``general`` makes ``specific`` redundant: same label, a subset of its conditions, as many hits."""
     g, s = {str(c) for c in general.conditions}, {str(c) for c in specific.conditions}
     return general.label == specific.label and g < s and general.hits >= specific.hits
+
+
+def _equivalents(conds: Sequence[Condition], params: Sequence[dict[str, str]], x: np.ndarray,
+                 feats: list[_Feature], has_nan: np.ndarray, limit: int = 2) -> tuple[Condition, ...]:
+    """Single conditions on other params that match exactly the trials ``conds`` match (at most one per
+    param): with few trials, ``scheduler.name = cosine`` and ``optimizer.lr > 0.3`` can pick out the same two."""
+    target = [all(c.matches(row) for c in conds) for row in params]
+    used = {c.param for c in conds}
+    found: dict[str, Condition] = {}
+    for j, f in enumerate(feats):
+        if f.param in used or f.param in found or len(found) >= limit:
+            continue
+        if f.kind == "cat":
+            candidates = [Condition(f.param, "=", f.category)]
+        else:
+            v = np.unique(x[:, j][np.isfinite(x[:, j])])
+            cuts = (v[:-1] + v[1:]) / 2  # midpoints, in log10 space for a log-scaled param
+            offs = (False, True) if has_nan[j] else (False,)
+            candidates = [Condition(f.param, op, float(10 ** t if f.kind == "log" else t), off)
+                          for t in cuts for op in (">", "<=") for off in offs]
+        hit = next((c for c in candidates if [c.matches(row) for row in params] == target), None)
+        if hit is not None:
+            found[f.param] = hit
+    return tuple(found.values())
 
 
 def _score(conds: Sequence[Condition], params: Sequence[dict[str, str]], y: np.ndarray) -> tuple[int, int]:
