@@ -3,7 +3,8 @@
 Everything that can be wrong with the input is checked before a study or run is created: the
 config and search space, the dataset's presence, the tracking URI, then the storage. Trials run
 in this process (`sweep.n_workers=1`) or in worker processes on this machine, one trial each; the
-study ends when it holds `sweep.n_trials` trials, whoever ran them, so re-running resumes it.
+study ends when it holds `sweep.n_trials` trials that count (`sweeps.budget`: interrupted ones do
+not), whoever ran them, so re-running resumes it and first re-runs the interrupted trials.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sweeps.budget import interrupted, queue_retries, spent
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
@@ -247,7 +248,7 @@ def run_in_process(sw: Sweep) -> None:
     epochs = int(sw.job["train"]["epochs"])
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:  # fmt: skip
-        trials = bar.add_task("trials", total=sw.n_trials, completed=len(finished(sw.study)))
+        trials = bar.add_task("trials", total=sw.n_trials, completed=len(spent(finished(sw.study))))
         epoch_bar = bar.add_task("epochs", total=epochs)
 
         def on_epoch(trial: optuna.Trial, record: Any) -> None:
@@ -255,19 +256,17 @@ def run_in_process(sw: Sweep) -> None:
 
         def on_trial(study: optuna.Study, t: FrozenTrial) -> None:
             bar.console.print(trial_line(t, metric))
-            if sw.tracker.failure is not None:  # every trial left would fail alike
+            # every trial left would fail alike, or other processes have spent the budget meanwhile
+            if sw.tracker.failure is not None or len(spent(study.get_trials(deepcopy=False))) >= sw.n_trials:
                 study.stop()
-            bar.update(trials, completed=len(finished(study)))
+            bar.update(trials, completed=len(spent(finished(study))))
             bar.reset(epoch_bar)
 
-        remaining = sw.n_trials - len(sw.study.get_trials(deepcopy=False))
+        remaining = sw.n_trials - len(spent(sw.study.get_trials(deepcopy=False)))
         if remaining > 0:
             objective = sw.objective(on_epoch=on_epoch)
             try:
-                sw.study.optimize(
-                    objective, n_trials=remaining, catch=(Exception,),
-                    callbacks=[MaxTrialsCallback(sw.n_trials, states=None), on_trial],
-                )  # fmt: skip
+                sw.study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=[on_trial])
             finally:
                 objective.close()
             if sw.tracker.failure is not None:
@@ -285,7 +284,7 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
     slot, lost = 0, False  # lost: a worker exited because a store failed
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:  # fmt: skip
-        task = bar.add_task("trials", total=sw.n_trials, completed=len(printed))
+        task = bar.add_task("trials", total=sw.n_trials, completed=len(spent(finished(sw.study))))
         try:
             while True:
                 died = [pid for pid, p in procs.items() if p.poll() is not None]
@@ -299,16 +298,17 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                     if t.state in FINISHED and t.number not in printed:
                         printed.add(t.number)
                         bar.console.print(trial_line(t, metric))
-                        bar.update(task, completed=len(printed))
+                        bar.update(task, completed=len(spent(t for t in trials if t.state in FINISHED)))
                 # a worker is pending until its trial runs; a finished trial's pid may have been reused
                 started = {t.user_attrs.get(WORKER_ATTR) for t in trials if t.state == TrialState.RUNNING}
                 pending = sum(worker_id(pid) not in started for pid in procs)
                 if lost and not procs:
                     raise store_lost(sw) or TrackingError(f"a worker could not write to the MLflow tracking store "
                                                           f"{mask(sw.job['tracking']['uri'])}")  # fmt: skip
-                if len(trials) >= sw.n_trials and not procs:
+                # a pending worker runs a queued re-run or a new trial: either way one more that counts
+                if len(used := spent(trials)) >= sw.n_trials and not procs:
                     break
-                while not lost and len(procs) < k and len(trials) + pending < sw.n_trials:
+                while not lost and len(procs) < k and len(used) + pending < sw.n_trials:
                     wenv = {**env, "CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else env
                     p = subprocess.Popen([sys.executable, "-m", "sweeps", "worker"], env=wenv, stdout=subprocess.DEVNULL)
                     procs[p.pid] = p
@@ -358,9 +358,13 @@ def run(overrides: list[str]) -> int:
     console.print(f"study [bold]{name}[/] in {mask(sw.job['sweep']['storage'])}; run directory {run_dir}")
     _log_parent(sw, run_dir)
     reconcile(sw)
-    if held := len(sw.study.get_trials(deepcopy=False)):
+    again = queue_retries(sw.study)
+    if held := len(spent(sw.study.get_trials(deepcopy=False))):
         console.print(f"the study already holds {held} trials: nothing to train (raise sweep.n_trials={sw.n_trials} to add more)"
                       if held >= sw.n_trials else f"resuming: the study already holds {held} of sweep.n_trials={sw.n_trials} trials")  # fmt: skip
+    if again and held < sw.n_trials:
+        console.print(f"{'trials' if len(again) > 1 else 'trial'} {', '.join(map(str, again))} "
+                      f"{'were' if len(again) > 1 else 'was'} interrupted: run again first, with the same params")  # fmt: skip
     interrupted = False
     try:
         if (pack := pack_size(sw.job)) > 1:
@@ -381,7 +385,7 @@ def run(overrides: list[str]) -> int:
         return EXIT_STORE_LOST
     reconcile(sw)
     report(sw, run_dir, list(cfg.hydra.overrides.task))
-    done = len(sw.study.get_trials(deepcopy=False)) >= sw.n_trials
+    done = len(spent(sw.study.get_trials(deepcopy=False))) >= sw.n_trials
     sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not interrupted else "KILLED")
     return 130 if interrupted else 0
 
@@ -432,7 +436,9 @@ def report(sw: Sweep, run_dir: Path, overrides: list[str]) -> None:
     study, job = sw.study, sw.job
     metric = job["sweep"]["objective"]["metric"]
     counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in FINISHED}
-    console.print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
+    cut = sum(interrupted(t) for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    console.print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+                  + (f" ({cut} interrupted, not counted toward sweep.n_trials)" if cut else ""))
     if counts["COMPLETE"]:
         best = study.best_trial
         console.print(f"best trial {best.number}: {metric} {best.value:.4f}  {_params_text(best.params)}")

@@ -23,10 +23,11 @@ import optuna
 from omegaconf import DictConfig
 
 import triage
+from sweeps.budget import FAILURE_ATTR
 from sweeps.plots import CurvePlot, plot_mode, wants_plot
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
-from sweeps.tracking import Tracker, flatten
+from sweeps.tracking import Tracker, TrackingError, flatten
 from training import Dataset, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
 from training.config import DataConfig
 from training.errors import describe
@@ -111,6 +112,8 @@ class Objective:
         """The tags of a trial ended by `e` (call inside its `except`: the traceback is logged)."""
         if isinstance(e, KeyboardInterrupt):
             return {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
+        if isinstance(e, TrackingError):  # not the trial's doing: it is re-run when the sweep resumes
+            return {"sweep.failure": "interrupted", "sweep.error": str(e)}
         kind = "oom" if isinstance(e, OutOfMemory) else "exception"
         self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
         return {"sweep.failure": kind, "sweep.error": describe(e)}
@@ -169,6 +172,8 @@ class Objective:
             trial.set_user_attr(key, verdict_tags[key])
         if "sweep.error" in tags:  # why it was pruned or failed, for the driver's line per trial
             trial.set_user_attr("error", tags["sweep.error"])
+        if "sweep.failure" in tags:  # whether it counts toward sweep.n_trials (sweeps.budget)
+            trial.set_user_attr(FAILURE_ATTR, tags["sweep.failure"])
         title = f"{self.sweep['study_name']} trial {trial.number} ({state.lower()}, {verdict.label})"
         plot = bool(records) and wants_plot(self._plots, verdict.label)
         tags = {**tags, **verdict_tags, "sweep.seconds": f"{_elapsed(records):.1f}"}

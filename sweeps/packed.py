@@ -26,6 +26,7 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.budget import spent
 from sweeps.objective import Objective, StopTrial
 from sweeps.storage import fail_stale_trials
 from training import TrialConfig, resolve_device
@@ -35,7 +36,6 @@ from training.fused import Member, check_pack, pack_key, train_epochs_fused
 if TYPE_CHECKING:
     from sweeps.driver import Sweep
 
-STARTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CPU_REFUSAL = "sweep.pack>1 fuses trials on a GPU; on a CPU it is slower (see bench/fused_trials.py): use sweep.pack=1"
 
 
@@ -62,8 +62,8 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
                 fail_stale_trials(study)  # as Study.optimize does before each trial
-                # WAITING (enqueued) trials are not counted: ask() hands them out first, so they run
-                remaining = sw.n_trials - len(study.get_trials(deepcopy=False, states=STARTED))
+                # WAITING (queued) trials are not counted: ask() hands them out first, so they run
+                remaining = sw.n_trials - len(spent(study.get_trials(deepcopy=False)))
                 if remaining <= 0:
                     return
                 if sw.tracker.failure is not None:  # every pack left would fail alike

@@ -22,6 +22,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from sweeps.budget import interrupted, spent
 from tests.conftest import run_cli
 
 SMALL = ["train.epochs=2", "data.train_size=600", "data.val_size=200"]
@@ -162,19 +163,25 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
-    sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)
+    resumed = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)
+    assert f"trial {killed} was interrupted: run again first, with the same params" in resumed.stderr
     study = optuna.load_study(study_name="lr", storage=storage)
-    expected = ["COMPLETE"] * 3
+    # the killed trial does not count toward sweep.n_trials: it is run again first, with its params
+    expected = ["COMPLETE"] * 4
     expected[killed] = "FAIL"
-    assert [t.state.name for t in study.trials] == expected
+    trials = study.trials
+    assert [t.state.name for t in trials] == expected
+    retry = trials[killed + 1]
+    assert retry.user_attrs["retry_of"] == killed and retry.params == trials[killed].params
     runs = children(MlflowClient(tracking), "lr")
     assert [r.info.status for r in runs] == [{"COMPLETE": "FINISHED", "FAIL": "FAILED"}[s] for s in expected]
     assert runs[killed].data.tags["sweep.failure"] == "interrupted"
     assert len(MlflowClient(tracking).get_metric_history(runs[0].info.run_id, "val_acc")) == 4  # nothing lost
-    assert len({t.params["optimizer.lr"] for t in study.trials}) == 3  # the resumed run did not redraw trial 0's lr
+    assert len({t.params["optimizer.lr"] for t in trials}) == 3  # the resumed run did not redraw trial 0's lr
+    assert "1 fail (1 interrupted, not counted toward sweep.n_trials)" in resumed.stderr
 
     again = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)  # a finished study runs nothing more
-    assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 3
+    assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 4
     assert "trial   " not in again.stderr
 
 
@@ -219,7 +226,9 @@ def test_a_storage_that_stops_answering_stops_the_sweep(tmp_path: Path, sweeps_h
     assert "error: cannot open Optuna storage" in err and "re-run the same command to resume once the store answers" in err, err
     sql("ALTER DATABASE {db} ALLOW_CONNECTIONS true")
     sweep(tmp_path, f"sweep.storage={url}", "sweep.n_workers=2", n=6)
-    assert len(_finished_trials(url)) == 6
+    trials = _finished_trials(url)
+    assert len(spent(trials)) == 6  # the trials the lost database cut short do not count: each was run again
+    assert sorted(t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs) == [t.number for t in trials if interrupted(t)]
 
 
 def _finished_trials(url: str) -> list[Any]:

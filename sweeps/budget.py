@@ -1,0 +1,40 @@
+"""The trial budget: which trials count toward `sweep.n_trials`, and re-runs of interrupted trials.
+
+A trial that failed by itself (an exception, out of memory) counts: its params would fail again.
+A trial that was interrupted (Ctrl-C, a killed process, a store that stopped answering) says
+nothing about its params, so it does not count, and the next run of the sweep queues it again with
+the same params (Optuna's ``enqueue_trial``; the new trial's ``retry_of`` names the old one), as
+Optuna's ``RetryFailedTrialCallback`` does for trials whose heartbeat stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+FAILURE_ATTR = "failure"  # user attr of a FAIL trial: oom, exception or interrupted (absent: its process died)
+RETRY_ATTR = "retry_of"  # user attr of a re-run: the number of the interrupted trial it repeats
+FAILED_BY_ITSELF = ("oom", "exception")
+
+
+def interrupted(t: FrozenTrial) -> bool:
+    """A FAIL trial stopped from outside rather than by its own params."""
+    return t.state == TrialState.FAIL and t.user_attrs.get(FAILURE_ATTR) not in FAILED_BY_ITSELF
+
+
+def spent(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The started trials that count toward `sweep.n_trials`: all but the interrupted ones."""
+    return [t for t in trials if t.state != TrialState.WAITING and not interrupted(t)]
+
+
+def queue_retries(study: optuna.Study) -> list[int]:
+    """Queue a re-run, with the same params, of each interrupted trial not yet re-run or queued;
+    returns the numbers of the trials queued again (``ask`` hands queued trials out first)."""
+    trials = study.get_trials(deepcopy=False)
+    queued = {t.user_attrs.get(RETRY_ATTR) for t in trials}
+    again = [t for t in trials if interrupted(t) and t.number not in queued]
+    for t in again:
+        study.enqueue_trial(t.params, user_attrs={RETRY_ATTR: t.number})
+    return [t.number for t in again]

@@ -1,0 +1,41 @@
+"""The trial budget: interrupted trials do not count toward sweep.n_trials and are queued again."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeps.budget import FAILURE_ATTR, RETRY_ATTR, interrupted, queue_retries, spent
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _fail(study: optuna.Study, failure: str | None) -> None:
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1, log=True)
+    if failure is not None:
+        trial.set_user_attr(FAILURE_ATTR, failure)
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def test_only_trials_that_failed_by_themselves_count_and_interrupted_ones_run_again() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1, log=True), n_trials=2)
+    _fail(study, "exception")  # its params would fail again: it counts
+    _fail(study, "oom")
+    _fail(study, "interrupted")  # Ctrl-C, or a store that failed
+    _fail(study, None)  # its process died: nobody said why
+    trials = study.get_trials()
+    assert [interrupted(t) for t in trials] == [False, False, False, False, True, True]
+    assert [t.number for t in spent(trials)] == [0, 1, 2, 3]
+
+    assert queue_retries(study) == [4, 5]
+    assert queue_retries(study) == []  # queued once, however often the sweep resumes
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs[RETRY_ATTR] for t in waiting] == [4, 5]
+    assert len(spent(study.get_trials())) == 4  # queued, not started: not spent yet
+
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1, log=True), n_trials=2)  # ask() hands the queue out first
+    again = study.get_trials()[6:]
+    assert [t.params for t in again] == [trials[4].params, trials[5].params]
+    assert len(spent(study.get_trials())) == 6
