@@ -23,7 +23,7 @@ import optuna
 from omegaconf import DictConfig
 
 import triage
-from sweeps.budget import FAILURE_ATTR
+from sweeps.budget import FAILURE_ATTR, RETRY_ATTR
 from sweeps.plots import CurvePlot, plot_mode, wants_plot
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, worker_id
@@ -105,7 +105,8 @@ class Objective:
         trial.set_user_attr(WORKER_ATTR, worker_id())
         run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, list(values))
         trial.set_user_attr(RUN_ID_ATTR, run_id)
-        self.tracker.later(self.tracker.log_params, run_id, {**self._params, **values, "sweep.trial": trial.number})
+        retry = {"sweep.retry_of": trial.user_attrs[RETRY_ATTR]} if RETRY_ATTR in trial.user_attrs else {}
+        self.tracker.later(self.tracker.log_params, run_id, {**self._params, **values, "sweep.trial": trial.number, **retry})
         return values, run_id
 
     def failure_tags(self, run_id: str, e: BaseException) -> dict[str, Any]:
