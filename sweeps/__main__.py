@@ -6,7 +6,7 @@ import sys
 
 from sweeps.driver import EXIT_STORE_LOST, SWEEPS, run, worker
 from sweeps.tracking import TrackingError
-from training.compose import mask
+from training.compose import compose, config_flag, config_text, mask
 from training.config import ConfigError
 from training.errors import TrainingError
 
@@ -19,7 +19,8 @@ MLflow, then triages them. Sweeps: conf/sweep/*.yaml. Overrides take the trainin
 scheduler, train, data, ...), storage=sqlite|journal|postgres and sweep.* (n_trials, n_workers, pack,
 pruner, sampler, ...), e.g.
   python -m sweeps run +sweep=full sweep.n_trials=100 sweep.n_workers=2 train.epochs=10 storage=journal
-Results: mlflow ui (the command is printed at the end). README.md tells the rest."""
+--cfg job prints the composed config and exits. Results: mlflow ui (the command is printed at the
+end). README.md tells the rest."""
 
 
 def main(argv: list[str]) -> int:
@@ -30,7 +31,13 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        return worker() if argv[0] == "worker" else run(argv[1:])
+        if argv[0] == "worker":
+            return worker()
+        overrides, show = config_flag(argv[1:])
+        if show:  # what the sweep would run with; nothing is opened or created
+            print(config_text(compose(overrides)), end="")
+            return 0
+        return run(overrides)
     except (ConfigError, TrainingError) as e:
         print(f"error: {mask(str(e))}", file=sys.stderr)
         return 2

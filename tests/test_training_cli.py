@@ -30,6 +30,21 @@ def test_help(tmp_path: Path, module: str, first: str) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize("module, command", [("training", "fit"), ("sweeps", "run")])
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path: Path, module: str, command: str) -> None:
+    sweep = ["+sweep=lr"] if module == "sweeps" else []
+    secret = "postgresql://me:hunter2@db/optuna"
+    p = run_cli(module, command, *sweep, "optimizer=adam", "train.epochs=7", "storage=postgres", "--cfg", "job", cwd=tmp_path,
+                env={"SWEEPS_HOME": str(tmp_path / "home"), "SWEEPS_STORAGE_URL": secret})  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "  name: adam\n" in p.stdout and "  epochs: 7\n" in p.stdout and "hydra:" not in p.stdout
+    assert ("  n_trials: " in p.stdout) == (module == "sweeps") and "hunter2" not in p.stdout
+    assert "postgresql://me:***@db/optuna" in p.stdout
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "home").exists()  # no run dir, no store
+    bad = run_cli(module, command, *sweep, "--cfg", "all", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --cfg all: use --cfg job to print the composed config (Hydra's hydra and all are not offered)"
+
+
 def test_gradcheck_command_passes(tmp_path: Path) -> None:
     p = run_cli("training", "gradcheck", cwd=tmp_path)
     assert p.returncode == 0, p.stderr

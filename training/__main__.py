@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from training.compose import compose, write_run_dir
+from training.compose import compose, config_flag, config_text, write_run_dir
 from training.config import ConfigError, TrialConfig
 from training.data import load_data
 from training.errors import TrainingError
@@ -23,7 +23,8 @@ HELP = """
   gradcheck  compare the model's autograd gradients (with the L1/L2 penalties) with finite differences
 
 The config groups under conf/ (data, model, optimizer, scheduler, train, ...) take overrides such as
-optimizer=adam optimizer.lr=1e-3 scheduler=cosine train.epochs=5 data.root=/path/to/cifar10."""
+optimizer=adam optimizer.lr=1e-3 scheduler=cosine train.epochs=5 data.root=/path/to/cifar10;
+--cfg job prints the composed config and exits."""
 console = Console(stderr=True)
 
 
@@ -81,7 +82,11 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        return commands[argv[0]](argv[1:])
+        overrides, show = config_flag(argv[1:])
+        if show:
+            print(config_text(compose(overrides)), end="")
+            return 0
+        return commands[argv[0]](overrides)
     except (ConfigError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -60,6 +60,23 @@ def mask(text: str) -> str:
     return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
 
 
+def config_flag(args: list[str]) -> tuple[list[str], bool]:
+    """Hydra's ``--cfg job`` (or ``-c job``): print the composed config instead of running.
+    Returns the overrides without the flag, and whether it was given."""
+    for i, arg in enumerate(args):
+        if arg in ("--cfg", "-c"):
+            if args[i + 1 : i + 2] != ["job"]:
+                given = " ".join(args[i : i + 2])
+                raise ConfigError(f"{given}: use {arg} job to print the composed config (Hydra's hydra and all are not offered)")
+            return args[:i] + args[i + 2 :], True
+    return args, False
+
+
+def config_text(cfg: DictConfig) -> str:
+    """The composed job config as YAML, passwords masked (what ``--cfg job`` prints)."""
+    return mask(OmegaConf.to_yaml(job_config(cfg)))
+
+
 def job_config(cfg: DictConfig) -> DictConfig:
     """The config without Hydra's own node."""
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
