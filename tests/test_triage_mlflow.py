@@ -271,6 +271,9 @@ def test_cli_summarize_with_metric_flags_and_explain(store: str, tmp_path: Path,
     assert main(["explain", rid, "--tracking-uri", store, "--train-loss", "loss", "--val-loss", "val_loss"]) == 0
     shown = capsys.readouterr().out
     assert label in shown and "train_loss" in shown and "confidence" in shown
+    # the 8 characters the reports show are enough, as with git's commits
+    assert main(["explain", rid[:8], "--tracking-uri", store, "--train-loss", "loss", "--val-loss", "val_loss"]) == 0
+    assert f"({rid}, FINISHED)" in capsys.readouterr().out
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-write", action="store_true", help="classify and print only: no tags, no files")
     _names_args(s)
     e = sub.add_parser("explain", help="print one run's verdict with its evidence")
-    e.add_argument("run_id")
+    e.add_argument("run_id", help="an MLflow run id, or its first characters (the reports show 8)")
     e.add_argument("--tracking-uri", default=None, help="default as for summarize")
     _names_args(e)
     return ap

@@ -10,6 +10,7 @@ runs' charts); on other stores (an ``http://`` server, the file store) histories
 from __future__ import annotations
 
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,15 +239,32 @@ def read_run(client: Any, run_id: str, names: MetricNames) -> RunRecord:
     from mlflow.exceptions import MlflowException
 
     try:
-        r = client.get_run(run_id)
+        r = client.get_run(_full_run_id(client, run_id))
     except MlflowException as e:
         raise TriageError(f"no run {run_id} at {client.tracking_uri}: {str(e).splitlines()[0]}") from None
+    run_id = r.info.run_id
     rec = RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, dict(r.data.params), dict(r.data.tags),
                     r.info.start_time or 0)
     hist = {m: [(p.step, p.timestamp, p.value) for p in client.get_metric_history(run_id, m)] for m in names.mapping()}
     rec.curves = build_curves(hist, names, rec.tags.get("sweep.nonfinite"))
     _check_loss_names([rec], set(r.data.metrics), names)
     return rec
+
+
+def _full_run_id(client: Any, ref: str) -> str:
+    """``ref`` itself, or the one run id it begins (the reports show 8 characters, as git shows commits)."""
+    from mlflow.exceptions import MlflowException
+
+    if not re.fullmatch(r"[0-9a-f]{4,31}", ref):
+        return ref
+    try:
+        ids = [e.experiment_id for e in client.search_experiments()]
+        found = [r.info.run_id for r in client.search_runs(ids, f"attributes.run_id LIKE '{ref}%'", max_results=2)]
+    except MlflowException:  # a store that cannot search by id prefix: the full id is needed
+        return ref
+    if len(found) > 1:
+        raise TriageError(f"{ref} begins more than one run id at {client.tracking_uri}: give more of it")
+    return found[0] if found else ref
 
 
 def _check_loss_names(records: list[RunRecord], logged: set[str], names: MetricNames) -> None:
