@@ -47,6 +47,7 @@ def plot_curves(summary: "Summary") -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
+    from matplotlib.ticker import MaxNLocator
 
     groups = summary.by_label()
     labels = [lb for lb in groups if lb != "crashed"] or list(groups)
@@ -75,16 +76,22 @@ def plot_curves(summary: "Summary") -> bytes:
                     ends.append((x[ok][-1], y[ok][-1]))
         if segments:
             ax.add_collection(LineCollection(segments, colors=COLORS.get(label, "k"), alpha=0.5, linewidths=1))
+            if dots := [s[0] for s in segments if len(s) == 1]:  # a one-epoch run is a point, not a line
+                ax.scatter(*zip(*dots), s=12, c=COLORS.get(label, "k"), alpha=0.5)
             ys = np.concatenate([s[:, 1] for s in segments])
             xs = np.concatenate([s[:, 0] for s in segments])
             ax.set_xlim(0.5, xs.max() + 0.5)
-            ax.set_ylim(ys.min() / 1.3, ys.max() * 1.3)
-            ax.set_yscale("log")
+            if ys.max() > 10 * ys.min():  # a loss that blew up: a log scale keeps the rest readable
+                ax.set_ylim(ys.min() / 1.3, ys.max() * 1.3)
+                ax.set_yscale("log")
+            else:  # from zero, so a flat curve looks flat
+                ax.set_ylim(0, ys.max() * 1.15)
             if ends:
                 ax.scatter(*zip(*ends), marker="x", c="k", s=30, zorder=3, label="then NaN/inf")
                 ax.legend(fontsize=7, loc="upper right")
         ax.set_title(f"{label} ({len(groups[label])})", color=COLORS.get(label, "k"))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel(" / ".join(sorted(names)) or "loss")
     fig.tight_layout()
     return _png(fig)
@@ -93,7 +100,7 @@ def plot_curves(summary: "Summary") -> bytes:
 def _region_params(summary: "Summary") -> list[str]:
     names: list[str] = []
     for rule in summary.rules:
-        for c in rule.conditions:
+        for c in (*rule.conditions, *rule.also):
             if c.param not in names:
                 names.append(c.param)
     if summary.importances:
@@ -115,6 +122,7 @@ def plot_regions(summary: "Summary") -> bytes | None:
         return None
     runs = [r for r in summary.runs if r.run_id in summary.verdicts]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    rng = np.random.default_rng(0)
     axes_values = []
     names = list(params)
     for i, p in enumerate(params):
@@ -130,8 +138,8 @@ def plot_regions(summary: "Summary") -> bytes | None:
             axes_values.append((vals, None))
         else:
             cats = sorted({str(v) for v in raw})
-            axes_values.append((np.array([cats.index(str(v)) for v in raw], float), cats))
-    rng = np.random.default_rng(0)
+            jitter = rng.uniform(-0.12, 0.12, len(raw))  # trials with the same choice stay apart
+            axes_values.append((np.array([cats.index(str(v)) for v in raw], float) + jitter, cats))
     x = axes_values[0][0]
     y = axes_values[1][0] if len(axes_values) > 1 else rng.uniform(-0.3, 0.3, len(runs))
     labels = np.array([summary.verdicts[r.run_id].label for r in runs])
@@ -141,7 +149,7 @@ def plot_regions(summary: "Summary") -> bytes | None:
             ax.scatter(x[m], y[m], s=28, c=COLORS[label], label=f"{label} ({int(m.sum())})", alpha=0.8,
                        edgecolors="white", linewidths=0.5)
     for rule in summary.rules:
-        for c in rule.conditions:
+        for c in (*rule.conditions, *rule.also):
             if c.op in (">", "<=") and c.param in params:
                 draw = ax.axvline if params.index(c.param) == 0 else ax.axhline
                 draw(float(c.value), color=COLORS.get(rule.label, "k"), ls="--", lw=1)
