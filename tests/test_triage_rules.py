@@ -66,6 +66,19 @@ def test_two_epochs_that_exploded_and_learned_nothing_are_diverging() -> None:
     assert classify({"train_loss": [2.302, 2.298], "val_acc": [0.1, 0.1]}).label != "diverging"  # a slow start
 
 
+def test_a_loss_that_shrinks_back_after_an_explosion_with_the_accuracy_frozen_is_diverging() -> None:
+    """SGD at lr 8.91, 1,500 images, 3 epochs (measured): grad_norm exploded in epoch 1 and the loss fell 40%
+    while val_acc sat at 0.1 in every epoch. It was called healthy; nothing was learned."""
+    run = {"train_loss": [10.64, 8.70, 6.40], "val_loss": [10.19, 7.97, 5.78], "val_acc": [0.1, 0.1, 0.1],
+           "train_acc": [0.096, 0.083, 0.112], "grad_norm": [65.0, 1.35, 0.623]}  # fmt: skip
+    for factor in (1e-3, 1.0):
+        v = classify(scaled({k: np.array(c) for k, c in run.items()}, factor))
+        assert v.label == "diverging" and "learned nothing" in v.reason and "grad_norm exploded" in v.reason, v.reason
+    # the same losses with an accuracy that moves, or a grad norm that never exploded, are not called dead
+    assert classify({**run, "val_acc": [0.1, 0.14, 0.2]}).label != "diverging"
+    assert classify({**run, "grad_norm": [2.0, 1.5, 1.2]}).label != "diverging"
+
+
 def test_learned_then_died_is_diverging() -> None:
     """Learns to 60% of chance, then an explosion kills it: back at chance, flat."""
     curve = [2.3, 1.8, 1.5, 1.4, 40.0] + [2.303] * 10

@@ -7,7 +7,8 @@
 1. crashed     no epoch recorded (or the run failed with an exception / out of memory)
 2. diverging   a non-finite loss or grad norm; a training loss that climbed and stayed up;
                a curve that exploded and then sat flat (a dead network), seen in the loss or
-               in a grad norm that exploded while the loss stopped improving
+               in a grad norm that exploded while the loss stopped improving, or a loss that
+               shrank back after an explosion without the accuracy moving in any epoch
 3. oscillating the training loss keeps going up and down by large relative steps
 4. overfit     val_loss turned up well past its minimum while train_loss kept falling
 5. plateau     the loss stopped improving early, far from where it could be
@@ -240,18 +241,30 @@ def _dead(run: _Run, key: str, s: CurveStats, th: Thresholds, ratio: float, spik
                   f"and {detail}: the network died")
 
 
-def _dead_in_two(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
-    """Two epochs, too few for ``_dead``'s flat stretch: the first epoch averaged ≥ ``explode_ratio`` × the
-    second while the accuracy did not move at all. A loss that falls that far without one prediction changing
-    is exploded outputs shrinking back, not learning."""
-    if p.n != 2 or p.tail <= 0 or p.start < th.explode_ratio * p.tail:
+def _frozen_while_falling(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
+    """The loss fell a long way (≥ plateau_max_gain) while the accuracy did not move in any epoch, after an
+    explosion: a first epoch ≥ ``explode_ratio`` × the last, or grad_norm ≥ ``grad_explode_ratio`` × its last
+    level. A loss that falls without one prediction changing is exploded outputs shrinking back, not learning
+    (runs too short for ``_dead``'s flat stretch or ``_constant_predictions``' recent third)."""
+    if p.n < 2 or p.tail <= 0 or p.gain < th.plateau_max_gain:
         return None
-    frozen = _frozen_accuracy(run, 0, 2, th)
+    g = run.stats.get("grad_norm")
+    grad = g is not None and g.tail > 0 and g.peak >= th.grad_explode_ratio * g.tail
+    if p.start < th.explode_ratio * p.tail and not grad:
+        return None
+    frozen = _frozen_accuracy(run, 0, p.n, th)
     if frozen is None or not frozen[0]:
         return None
-    conf = _conf(p.start / p.tail, th.explode_ratio, 10 * th.explode_ratio)
-    return conf, (f"{key} exploded to {_f(p.start)} in epoch 1 ({_f(p.start / p.tail)}× epoch 2) with "
-                  f"{frozen[1]} in both epochs: it learned nothing, the network died")
+    every = "both epochs" if p.n == 2 else f"all {p.n} epochs"
+    if p.start >= th.explode_ratio * p.tail:
+        conf = _conf(p.start / p.tail, th.explode_ratio, 10 * th.explode_ratio)
+        how = f"exploded to {_f(p.start)} in epoch 1 ({_f(p.start / p.tail)}× epoch {p.n})"
+    else:
+        assert g is not None
+        conf = _conf(g.peak / g.tail, th.grad_explode_ratio, 10 * th.grad_explode_ratio)
+        how = (f"fell {_pct(p.gain)} ({_f(p.start)} → {_f(p.tail)}) after grad_norm exploded to {_f(g.peak)} at "
+               f"epoch {g.peak_i + 1} ({_f(g.peak / g.tail)}× its final level)")
+    return conf, f"{key} {how} with {frozen[1]} in {every}: it learned nothing, the network died"
 
 
 def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
@@ -415,7 +428,7 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
                                       or _dead(run, k, s, th, th.dead_short_ratio, th.spike_ratio, 2))
         if hit:
             return _verdict(run, th, DIVERGING, hit[0], hit[1], "dead", peak_ratio=s.peak / s.tail)
-    hit = _dead_in_two(run, key, p, th)
+    hit = _frozen_while_falling(run, key, p, th)
     if hit:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "dead", peak_ratio=p.start / p.tail)
     hit = _grad_dead(run, key, p, th)
