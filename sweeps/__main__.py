@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from sweeps.driver import EXIT_STORE_LOST, SWEEPS, run, worker
-from sweeps.tracking import TrackingError
-from training.compose import compose, config_flag, config_text, mask
-from training.config import ConfigError
-from training.errors import TrainingError
+try:  # importing torch and MLflow takes seconds: Ctrl-C meanwhile (a worker starting, say) ends quietly
+    from sweeps.driver import EXIT_STORE_LOST, SWEEPS, run, worker
+    from sweeps.tracking import TrackingError
+    from sweeps.workers import WorkerError
+    from training.compose import compose, config_flag, config_text, mask
+    from training.config import ConfigError
+    from training.errors import TrainingError
+except KeyboardInterrupt:
+    sys.exit(130)
 
 USAGE = f"usage: python -m sweeps run +sweep={{{','.join(SWEEPS)}}} [overrides, e.g. sweep.n_trials=50 train.epochs=5]"
 
@@ -44,6 +48,13 @@ def main(argv: list[str]) -> int:
     except TrackingError as e:  # the store failed while the sweep opened it (already masked)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_STORE_LOST
+    except WorkerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C while starting or reporting (trials handle their own): no traceback
+        if argv[0] != "worker":
+            print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Everything that can be wrong with the input is checked before a study or run is created: the
 config and search space, the dataset's presence, the tracking URI, then the storage. Trials run
-in this process (`sweep.n_workers=1`) or in worker processes on this machine, one trial each; the
+in this process (`sweep.n_workers=1`) or in worker processes on this machine (`sweeps.workers`); the
 study ends when it holds `sweep.n_trials` trials that count (`sweeps.budget`: interrupted ones do
 not), whoever ran them, so re-running resumes it and first re-runs the interrupted trials.
 """
@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +24,14 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweeps.budget import interrupted, queue_retries, spent
+from sweeps.budget import RETRY_ATTR, interrupted, queue_retries, spent
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, TrackingError, check_reachable, flatten
+from sweeps.workers import DriverChannel, WorkerPool
 from training import RECORD_KEYS, TrialConfig, resolve_device
 from training.compose import compose, job_config, write_run_dir
 from training.config import TRIAL_GROUPS, ConfigError
@@ -234,7 +233,8 @@ def trial_line(t: FrozenTrial, metric: str) -> str:
     value = f"{metric} {t.value:.4f}" if t.value is not None else t.user_attrs.get("triage", "")
     seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0
     why = f"  ({t.user_attrs['error']})" if "error" in t.user_attrs else ""
-    return f"trial {t.number:3d}  {t.state.name:8s}  {value:16s}  {seconds:6.1f}s  {params}{why}"
+    again = f"  (re-runs interrupted trial {t.user_attrs[RETRY_ATTR]})" if RETRY_ATTR in t.user_attrs else ""
+    return f"trial {t.number:3d}  {t.state.name:8s}  {value:16s}  {seconds:6.1f}s  {params}{why}{again}"
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -274,24 +274,24 @@ def run_in_process(sw: Sweep) -> None:
 
 
 def run_workers(sw: Sweep, overrides: list[str]) -> None:
-    """Keep `n_workers` worker processes busy, one trial each, until the study holds n_trials trials."""
+    """Keep `n_workers` worker processes busy, granting each trial while the study's budget has room
+    (`sweeps.workers`), until the study holds n_trials trials that count."""
     metric = sw.job["sweep"]["objective"]["metric"]
-    k = int(sw.job["sweep"]["n_workers"])
-    gpus = _gpu_count()
-    env = {**os.environ, WORKER_ENV: json.dumps(overrides)}
-    procs: dict[int, subprocess.Popen[bytes]] = {}
+    pool = WorkerPool(int(sw.job["sweep"]["n_workers"]), {**os.environ, WORKER_ENV: json.dumps(overrides)}, _gpu_count())
     printed = {t.number for t in finished(sw.study)}
-    slot, lost = 0, False  # lost: a worker exited because a store failed
+    granted: set[int] = set()  # workers told `go` that have not asked again since
+    starting: set[int] = set()  # workers spawned that have not asked yet: each will want one trial
+    lost = False  # a worker exited because a store failed
     with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("trials", total=sw.n_trials, completed=len(spent(finished(sw.study))))
         try:
             while True:
-                died = [pid for pid, p in procs.items() if p.poll() is not None]
-                lost = lost or any(procs[pid].returncode == EXIT_STORE_LOST for pid in died)
-                for pid in died:
-                    procs.pop(pid)
-                if died and not lost:
+                ready, exited = pool.wait(timeout=0.5)
+                granted -= {*ready, *exited}
+                starting -= {*ready, *exited}
+                lost = lost or EXIT_STORE_LOST in exited.values()
+                if exited and not lost:
                     reconcile(sw)
                 trials = sw.study.get_trials(deepcopy=False)
                 for t in trials:
@@ -299,28 +299,26 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                         printed.add(t.number)
                         bar.console.print(trial_line(t, metric))
                         bar.update(task, completed=len(spent(t for t in trials if t.state in FINISHED)))
-                # a worker is pending until its trial runs; a finished trial's pid may have been reused
-                started = {t.user_attrs.get(WORKER_ATTR) for t in trials if t.state == TrialState.RUNNING}
-                pending = sum(worker_id(pid) not in started for pid in procs)
-                if lost and not procs:
+                if lost and not pool.procs:
                     raise store_lost(sw) or TrackingError(f"a worker could not write to the MLflow tracking store "
                                                           f"{mask(sw.job['tracking']['uri'])}")  # fmt: skip
-                # a pending worker runs a queued re-run or a new trial: either way one more that counts
-                if len(used := spent(trials)) >= sw.n_trials and not procs:
+                used = spent(trials)
+                if len(used) >= sw.n_trials and not pool.procs:
                     break
-                while not lost and len(procs) < k and len(used) + pending < sw.n_trials:
-                    wenv = {**env, "CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else env
-                    p = subprocess.Popen([sys.executable, "-m", "sweeps", "worker"], env=wenv, stdout=subprocess.DEVNULL)
-                    procs[p.pid] = p
-                    pending += 1
-                    slot += 1
-                time.sleep(0.5)
+                # a granted worker whose trial is not running yet will add one that counts (a queued re-run or a
+                # new trial); a finished trial's pid may have been reused, hence the RUNNING state
+                running = {t.user_attrs.get(WORKER_ATTR) for t in trials if t.state == TrialState.RUNNING}
+                pending = sum(worker_id(pid) not in running for pid in granted)
+                for pid in ready:
+                    go = not lost and len(used) + pending < sw.n_trials
+                    pool.answer(pid, go)
+                    if go:
+                        granted.add(pid)
+                        pending += 1
+                while not lost and len(pool.procs) < pool.size and len(used) + pending + len(starting) < sw.n_trials:
+                    starting.add(pool.spawn())
         except KeyboardInterrupt:
-            for p in procs.values():  # they got the same SIGINT from the terminal; give them time to close runs
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            pool.close(timeout=30)  # they got the same SIGINT from the terminal; give them time to close runs
             raise
 
 
@@ -331,12 +329,15 @@ def _gpu_count() -> int:
 
 
 def worker() -> int:
-    """One trial of the study named by the overrides in $SWEEPS_WORKER_OVERRIDES (started by run_workers)."""
+    """Trials of the study named by the overrides in $SWEEPS_WORKER_OVERRIDES, one per `go` from the
+    driver (`run_workers`), with the data loaded once."""
+    channel = DriverChannel()
     sw, _ = open_sweep(json.loads(os.environ[WORKER_ENV]), worker=True)
     objective = sw.objective()
     try:
         try:
-            sw.study.optimize(objective, n_trials=1, catch=(Exception,))
+            while sw.tracker.failure is None and channel.granted():
+                sw.study.optimize(objective, n_trials=1, catch=(Exception,))
         finally:
             objective.close()  # every write sent, on Ctrl-C too
     except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once

@@ -39,3 +39,4 @@ def test_only_trials_that_failed_by_themselves_count_and_interrupted_ones_run_ag
     again = study.get_trials()[6:]
     assert [t.params for t in again] == [trials[4].params, trials[5].params]
     assert len(spent(study.get_trials())) == 6
+
