@@ -317,9 +317,8 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                         pending += 1
                 while not lost and len(pool.procs) < pool.size and len(used) + pending + len(starting) < sw.n_trials:
                     starting.add(pool.spawn())
-        except KeyboardInterrupt:
-            pool.close(timeout=30)  # they got the same SIGINT from the terminal; give them time to close runs
-            raise
+        finally:  # on Ctrl-C they got the same SIGINT from the terminal: give them time to close their runs
+            pool.close(timeout=30)
 
 
 def _gpu_count() -> int:
@@ -366,7 +365,7 @@ def run(overrides: list[str]) -> int:
     if again and held < sw.n_trials:
         console.print(f"{'trials' if len(again) > 1 else 'trial'} {', '.join(map(str, again))} "
                       f"{'were' if len(again) > 1 else 'was'} interrupted: run again first, with the same params")  # fmt: skip
-    interrupted = False
+    by_user = False  # Ctrl-C
     try:
         if (pack := pack_size(sw.job)) > 1:
             run_packed(sw, pack)
@@ -375,7 +374,7 @@ def run(overrides: list[str]) -> int:
         else:
             run_workers(sw, overrides)
     except KeyboardInterrupt:
-        interrupted = True
+        by_user = True
         console.print("[yellow]interrupted: trials still running are marked failed; re-run the same command to resume[/]")
     except Exception as e:  # a store that stopped answering: nothing more can be recorded, no report, no triage
         if (lost := e if isinstance(e, TrackingError) else store_lost(sw)) is None:
@@ -387,8 +386,8 @@ def run(overrides: list[str]) -> int:
     reconcile(sw)
     report(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(spent(sw.study.get_trials(deepcopy=False))) >= sw.n_trials
-    sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not interrupted else "KILLED")
-    return 130 if interrupted else 0
+    sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not by_user else "KILLED")
+    return 130 if by_user else 0
 
 
 def store_lost(sw: Sweep) -> Exception | None:
