@@ -9,7 +9,8 @@ Optuna's ``RetryFailedTrialCallback`` does for trials whose heartbeat stopped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -29,12 +30,14 @@ def spent(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state != TrialState.WAITING and not interrupted(t)]
 
 
-def queue_retries(study: optuna.Study) -> list[int]:
-    """Queue a re-run, with the same params, of each interrupted trial not yet re-run or queued;
-    returns the numbers of the trials queued again (``ask`` hands queued trials out first)."""
+def queue_retries(study: optuna.Study, within: Callable[[dict[str, Any]], bool]) -> tuple[list[int], list[int]]:
+    """Queue a re-run, with the same params, of each interrupted trial not yet re-run or queued whose
+    params are ``within`` the search space (a resume may have narrowed it; ``ask`` hands queued trials
+    out first). Returns (the trials queued again, those left out as outside the space)."""
     trials = study.get_trials(deepcopy=False)
     queued = {t.user_attrs.get(RETRY_ATTR) for t in trials}
-    again = [t for t in trials if interrupted(t) and t.number not in queued]
+    todo = [t for t in trials if interrupted(t) and t.number not in queued]
+    again = [t for t in todo if within(t.params)]
     for t in again:
         study.enqueue_trial(t.params, user_attrs={RETRY_ATTR: t.number})
-    return [t.number for t in again]
+    return [t.number for t in again], [t.number for t in todo if t not in again]

@@ -358,13 +358,16 @@ def run(overrides: list[str]) -> int:
     console.print(f"study [bold]{name}[/] in {mask(sw.job['sweep']['storage'])}; run directory {run_dir}")
     _log_parent(sw, run_dir)
     reconcile(sw)
-    again = queue_retries(sw.study)
+    again, outside = queue_retries(sw.study, sw.space.contains)
     if held := len(spent(sw.study.get_trials(deepcopy=False))):
         console.print(f"the study already holds {held} trials: nothing to train (raise sweep.n_trials={sw.n_trials} to add more)"
                       if held >= sw.n_trials else f"resuming: the study already holds {held} of sweep.n_trials={sw.n_trials} trials")  # fmt: skip
     if again and held < sw.n_trials:
         console.print(f"{'trials' if len(again) > 1 else 'trial'} {', '.join(map(str, again))} "
                       f"{'were' if len(again) > 1 else 'was'} interrupted: run again first, with the same params")  # fmt: skip
+    if outside:
+        console.print(f"interrupted {'trials' if len(outside) > 1 else 'trial'} {', '.join(map(str, outside))} "
+                      f"{'lie' if len(outside) > 1 else 'lies'} outside the search space now: not run again")  # fmt: skip
     by_user = False  # Ctrl-C
     try:
         if (pack := pack_size(sw.job)) > 1:

@@ -99,6 +99,16 @@ class SearchSpace:
             except ValueError:  # FixedTrial: "the value of the parameter ... is not found"
                 return None
 
+    def contains(self, params: Mapping[str, Any]) -> bool:
+        """Whether a trial's Optuna `params` are a point of this space (a resume may have narrowed it)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # FixedTrial warns of a value outside its range
+            try:
+                self.suggest(optuna.trial.FixedTrial(dict(params)))
+            except (ValueError, UserWarning):  # out of range, not among the choices, or missing
+                return False
+        return True
+
     def grid(self) -> dict[str, list[Any]]:
         """The grid sampler's search space; every parameter needs `grid` values and no conditions."""
         bad = [p.key for p in self.params if not p.grid or p.when or p.optional]

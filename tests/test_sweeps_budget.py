@@ -29,8 +29,8 @@ def test_only_trials_that_failed_by_themselves_count_and_interrupted_ones_run_ag
     assert [interrupted(t) for t in trials] == [False, False, False, False, True, True]
     assert [t.number for t in spent(trials)] == [0, 1, 2, 3]
 
-    assert queue_retries(study) == [4, 5]
-    assert queue_retries(study) == []  # queued once, however often the sweep resumes
+    assert queue_retries(study, lambda params: True) == ([4, 5], [])
+    assert queue_retries(study, lambda params: True) == ([], [])  # queued once, however often the sweep resumes
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs[RETRY_ATTR] for t in waiting] == [4, 5]
     assert len(spent(study.get_trials())) == 4  # queued, not started: not spent yet
@@ -40,3 +40,18 @@ def test_only_trials_that_failed_by_themselves_count_and_interrupted_ones_run_ag
     assert [t.params for t in again] == [trials[4].params, trials[5].params]
     assert len(spent(study.get_trials())) == 6
 
+
+
+
+def test_an_interrupted_trial_outside_a_narrowed_space_is_not_run_again() -> None:
+    from sweeps.space import SearchSpace
+
+    study = optuna.create_study()
+    for lr in (0.2, 0.07):  # both interrupted (their process died)
+        study.enqueue_trial({"optimizer.lr": lr})
+        trial = study.ask()
+        trial.suggest_float("optimizer.lr", 1e-4, 1, log=True)
+        study.tell(trial, state=TrialState.FAIL)
+    narrowed = SearchSpace.from_config({"optimizer": {"lr": {"type": "float", "low": 0.05, "high": 0.1, "log": True}}})
+    assert queue_retries(study, narrowed.contains) == ([1], [0])
+    assert study.get_trials(states=(TrialState.WAITING,))[0].user_attrs[RETRY_ATTR] == 1
