@@ -178,6 +178,7 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
     assert [r.info.status for r in runs] == [{"COMPLETE": "FINISHED", "FAIL": "FAILED"}[s] for s in expected]
     assert runs[killed].data.tags["sweep.failure"] == "interrupted"
     assert runs[killed + 1].data.params["sweep.retry_of"] == str(killed)
+    assert runs[killed].data.tags["triage.reason"].endswith(f"; run again as trial {killed + 1}.")
     assert len(MlflowClient(tracking).get_metric_history(runs[0].info.run_id, "val_acc")) == 4  # nothing lost
     assert len({t.params["optimizer.lr"] for t in trials}) == 3  # the resumed run did not redraw trial 0's lr
     assert "1 fail (1 interrupted, not counted toward sweep.n_trials)" in resumed.stderr

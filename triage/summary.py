@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,7 @@ def summarize(
     children = [r for r in runs if not r.is_parent]
     verdict_list = classify_many([r.curves for r in children], th, [r.meta() for r in children])
     verdicts = {r.run_id: v for r, v in zip(children, verdict_list)}
+    _name_reruns(children, verdicts)
     space = next((r.tags["sweep.space"] for r in children if r.tags.get("sweep.space")), None)
     judged = [r for r in children if r.tags.get("sweep.failure") != "interrupted"]  # Ctrl-C or a dead process: not the params
     rules = failure_rules([r.params for r in judged], [verdicts[r.run_id].label for r in judged], FAILURE_LABELS, space)
@@ -206,6 +207,15 @@ def summarize(
 
     print_table(summary, console)
     return summary
+
+
+def _name_reruns(runs: list[RunRecord], verdicts: dict[str, Verdict]) -> None:
+    """An interrupted trial's evidence says which run repeated it (a resumed sweep's param ``sweep.retry_of``)."""
+    again = {r.params["sweep.retry_of"]: r.label_name for r in runs if "sweep.retry_of" in r.params}
+    for r in runs:
+        if r.tags.get("sweep.failure") == "interrupted" and (name := again.get(str(r.trial))) is not None:
+            v = verdicts[r.run_id]
+            verdicts[r.run_id] = replace(v, reason=f"{v.reason.rstrip('.')}; run again as {name}.")
 
 
 def _record_in_study(study: Any, runs: list[RunRecord], verdicts: dict[str, Verdict]) -> None:
