@@ -238,8 +238,13 @@ def trial_line(t: FrozenTrial, metric: str) -> str:
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    """`key=value` per sampled value, 3 digits; an optional knob's `.on` switch shows by its presence."""
-    return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items() if not k.endswith(".on"))
+    """`key=value` per sampled value, 3 digits; an optional knob switched off reads `key=off`."""
+    def text(k: str, v: Any) -> str | None:
+        if k.endswith(".on"):  # on: its value follows under the knob's own key
+            return None if v else f"{k.removesuffix('.on')}=off"
+        return f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+
+    return "  ".join(t for k, v in params.items() if (t := text(k, v)) is not None)
 
 
 def run_in_process(sw: Sweep) -> None:

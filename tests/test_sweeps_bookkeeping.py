@@ -1,4 +1,4 @@
-"""The trial budget: interrupted trials do not count toward sweep.n_trials and are queued again."""
+"""The sweep's bookkeeping without training: the trial budget, re-runs of interrupted trials, trial lines."""
 
 from __future__ import annotations
 
@@ -55,3 +55,10 @@ def test_an_interrupted_trial_outside_a_narrowed_space_is_not_run_again() -> Non
     narrowed = SearchSpace.from_config({"optimizer": {"lr": {"type": "float", "low": 0.05, "high": 0.1, "log": True}}})
     assert queue_retries(study, narrowed.contains) == ([1], [0])
     assert study.get_trials(states=(TrialState.WAITING,))[0].user_attrs[RETRY_ATTR] == 1
+
+
+def test_a_trial_line_says_which_optional_knobs_are_off() -> None:
+    """The reg sweep's trial with both penalties off printed no params at all."""
+    from sweeps.driver import _params_text
+
+    assert _params_text({"train.l1.on": False, "train.l2.on": True, "train.l2": 0.000114}) == "train.l1=off  train.l2=0.000114"
