@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +47,22 @@ def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path: Path, mod
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "home").exists()  # no run dir, no store
     bad = run_cli(module, command, *sweep, "--cfg", "all", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --cfg all: use --cfg job to print the composed config (Hydra's hydra and all are not offered)"
+
+
+def test_ctrl_c_keeps_the_epochs_so_far_and_says_where(tmp_path: Path, cifar_root: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "training", "fit", "train.epochs=50", "data.train_size=500", "data.val_size=200",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
+    p = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics, deadline = run_dir / "metrics.jsonl", time.time() + 300
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        assert p.poll() is None and time.time() < deadline, p.communicate()
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    kept = len(metrics.read_text().splitlines())
+    assert f"interrupted after {kept} of 50 epochs; they are in {metrics}" in err, err
 
 
 def test_gradcheck_command_passes(tmp_path: Path) -> None:

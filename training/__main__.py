@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import sys
 
-import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+try:  # importing torch takes seconds: Ctrl-C meanwhile ends quietly
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from training.compose import compose, config_flag, config_text, write_run_dir
-from training.config import ConfigError, TrialConfig
-from training.data import load_data
-from training.errors import TrainingError
-from training.gradcheck import DEFAULT_TOLERANCE, gradcheck
-from training.loop import fit, resolve_device, summarize_record
-from training.model import build_model
+    from training.compose import compose, config_flag, config_text, write_run_dir
+    from training.config import ConfigError, TrialConfig
+    from training.data import load_data
+    from training.errors import TrainingError
+    from training.gradcheck import DEFAULT_TOLERANCE, gradcheck
+    from training.loop import fit, resolve_device, summarize_record
+    from training.model import build_model
+except KeyboardInterrupt:
+    sys.exit(130)
 
 USAGE = "usage: python -m training {fit,gradcheck} [hydra overrides, e.g. optimizer=adam train.epochs=5]"
 HELP = """
@@ -44,12 +47,21 @@ def cmd_fit(overrides: list[str]) -> int:
         def on_batch(epoch: int, step: int, total: int) -> None:
             bar.update(task, completed=step, total=total, epoch=epoch)
 
+        done = 0
+
         def on_epoch(record: dict[str, float]) -> None:
+            nonlocal done
             out.write(json.dumps(record) + "\n")
             out.flush()
+            done += 1
             bar.console.print(summarize_record(record))
 
-        result = fit(trial, data, on_epoch, on_batch)
+        try:
+            result = fit(trial, data, on_epoch, on_batch)
+        except KeyboardInterrupt:
+            print(f"interrupted after {done} of {trial.train.epochs} epochs; they are in {run_dir / 'metrics.jsonl'}",
+                  file=sys.stderr)  # fmt: skip
+            return 130
     if result.status != "completed":
         print(f"trial ended: {result.message}", file=sys.stderr)
         return 3
@@ -90,6 +102,9 @@ def main(argv: list[str]) -> int:
     except (ConfigError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while loading the data, say (fit says what it kept)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
