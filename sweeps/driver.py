@@ -189,19 +189,36 @@ def build_sampler(sweep: dict[str, Any], space: SearchSpace) -> optuna.samplers.
 
 
 def build_pruner(sweep: dict[str, Any], epochs: int) -> optuna.pruners.BasePruner:
+    """The pruner `sweep.pruner` names; ConfigError for a value Optuna refuses (it would fail every trial)."""
     p = sweep["pruner"]
+    try:
+        return _pruner(p, epochs)
+    except ConfigError:
+        raise
+    except ValueError as e:  # Optuna's own checks of the values
+        raise ConfigError(f"sweep.pruner.name={p['name']}: {e}") from None
+
+
+def _pruner(p: dict[str, Any], epochs: int) -> optuna.pruners.BasePruner:
     if p["name"] in ("median", "percentile"):
         percentile = 50.0 if p["name"] == "median" else float(p["percentile"])
         if not 0 < percentile < 100:
             raise ConfigError(f"sweep.pruner.percentile={percentile} must be between 0 and 100 (75 keeps the top 75%)")
         return optuna.pruners.PercentilePruner(percentile, n_startup_trials=p["n_startup_trials"],
                                                n_warmup_steps=p["n_warmup_steps"])  # fmt: skip
-    if p["name"] == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p["min_resource"], reduction_factor=p["reduction_factor"])
-    if p["name"] == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=p["min_resource"], max_resource=epochs, reduction_factor=p["reduction_factor"]
-        )
+    if p["name"] in ("successive_halving", "hyperband"):
+        if p["name"] == "hyperband" and not isinstance(p["min_resource"], int):
+            raise ConfigError(f"sweep.pruner.min_resource={p['min_resource']}: hyperband needs a number of epochs "
+                              "(successive_halving also takes auto)")  # fmt: skip
+        if isinstance(p["min_resource"], int) and p["min_resource"] > epochs:
+            raise ConfigError(f"sweep.pruner.min_resource={p['min_resource']} exceeds train.epochs={epochs}: "
+                              "the first rung would come after the last epoch")  # fmt: skip
+        # checks min_resource and reduction_factor now (HyperbandPruner checks them at its first trial)
+        halving = optuna.pruners.SuccessiveHalvingPruner(min_resource=p["min_resource"], reduction_factor=p["reduction_factor"])
+        if p["name"] == "successive_halving":
+            return halving
+        return optuna.pruners.HyperbandPruner(min_resource=p["min_resource"], max_resource=epochs,
+                                              reduction_factor=p["reduction_factor"])  # fmt: skip
     if p["name"] == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"sweep.pruner.name={p['name']!r} is unknown; choose one of: median, percentile, successive_halving, hyperband, none")
@@ -365,7 +382,7 @@ def run(overrides: list[str]) -> int:
     reconcile(sw)
     again, outside = queue_retries(sw.study, sw.space.contains)
     if held := len(spent(sw.study.get_trials(deepcopy=False))):
-        console.print(f"the study already holds {held} trials: nothing to train (raise sweep.n_trials={sw.n_trials} to add more)"
+        console.print(f"the study already holds {held} trial{'s' if held != 1 else ''}: nothing to train (raise sweep.n_trials={sw.n_trials} to add more)"
                       if held >= sw.n_trials else f"resuming: the study already holds {held} of sweep.n_trials={sw.n_trials} trials")  # fmt: skip
     if again and held < sw.n_trials:
         console.print(f"{'trials' if len(again) > 1 else 'trial'} {', '.join(map(str, again))} "
