@@ -28,6 +28,7 @@ from sweeps.budget import RETRY_ATTR, interrupted, queue_retries, spent
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
+from sweeps.settings import check_settings
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, TrackingError, check_reachable, flatten
@@ -82,15 +83,13 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
         raise ConfigError(f"no sweep chosen: add +sweep=NAME (one of: {', '.join(SWEEPS)})")
     job = OmegaConf.to_container(job_config(cfg), resolve=True, throw_on_missing=True)
     assert isinstance(job, dict)
-    sweep = job["sweep"]
+    sweep = job["sweep"] = check_settings(job["sweep"])
     space = SearchSpace.from_config(sweep["space"])
     typed = TrialConfig.typed(job)
     base = TrialConfig.from_typed(typed)  # validated
     _check_keys(space, typed)
     check_objective(sweep["objective"])
     sampler, pruner = build_sampler(sweep, space), build_pruner(sweep, base.train.epochs)
-    if int(sweep["n_trials"]) < 1 or int(sweep["n_workers"]) < 1:
-        raise ConfigError("sweep.n_trials and sweep.n_workers must be >= 1")
     pack_size(job)  # pack > 1 needs a GPU and one process
     plot_mode(job["tracking"])
     if not worker:

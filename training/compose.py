@@ -41,7 +41,7 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
         raise ConfigError(_unknown_key(e, overrides, config_name) or _first_line(e)) from None
     known = {"hydra", "paths", *(d.name for d in CONF_DIR.iterdir() if d.is_dir())}
     if unknown := sorted(set(cfg) - known):  # `+trian.epochs=3` adds a root key nothing reads
-        raise ConfigError(_not_a_key(str(unknown[0]), "", sorted(known - {"hydra"})))
+        raise ConfigError(not_a_key(str(unknown[0]), "", sorted(known - {"hydra"})))
     return cfg
 
 
@@ -101,10 +101,10 @@ def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | 
         return f"{key} is not a config key: {parent} is a value ({node!r}), not a group" if parent and node is not None else None
     add = [ln.strip()[len("To append to your config use "):] for ln in str(e).splitlines() if "To append" in ln]
     how = f"; under sweep.space new keys are added with +: {add[0]}" if add and key.startswith("sweep.space.") else ""
-    return _not_a_key(key, parent, [str(k) for k in node]) + how
+    return not_a_key(key, parent, [str(k) for k in node]) + how
 
 
-def _not_a_key(key: str, parent: str, keys: list[str]) -> str:
+def not_a_key(key: str, parent: str, keys: list[str]) -> str:
     """`optimizer.lrr is not a config key; did you mean optimizer.lr? optimizer has: name, lr, ...`"""
     close = difflib.get_close_matches(key.rpartition(".")[2], keys, n=1)
     meant = f"did you mean {(parent + '.') if parent else ''}{close[0]}? " if close else ""

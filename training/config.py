@@ -101,13 +101,13 @@ class TrialConfig:
     def typed(cls, cfg: DictConfig | dict[str, Any]) -> DictConfig:
         """The trial's groups of a composed config merged onto this schema (types checked, not values)."""
         groups = {k: cfg[k] for k in TRIAL_GROUPS if k in cfg}
-        with _config_errors():
+        with config_errors():
             return OmegaConf.merge(OmegaConf.structured(cls), groups)
 
     @staticmethod
     def from_typed(typed: DictConfig, values: Mapping[str, Any] | None = None) -> TrialConfig:
         """A validated TrialConfig from `typed` (see `typed`, left unchanged) with `values` set at their dotted keys."""
-        with _config_errors():
+        with config_errors():
             if values:
                 typed = copy.deepcopy(typed)  # far cheaper than merging onto the schema again
                 for key, value in values.items():
@@ -167,7 +167,7 @@ class TrialConfig:
 
 
 @contextmanager
-def _config_errors() -> Iterator[None]:
+def config_errors() -> Iterator[None]:
     """OmegaConf's type errors as one-line ConfigErrors naming the key."""
     try:
         yield
