@@ -83,7 +83,8 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
         raise ConfigError(f"no sweep chosen: add +sweep=NAME (one of: {', '.join(SWEEPS)})")
     job = OmegaConf.to_container(job_config(cfg), resolve=True, throw_on_missing=True)
     assert isinstance(job, dict)
-    sweep = job["sweep"] = check_settings(job["sweep"])
+    job = check_settings(job)
+    sweep = job["sweep"]
     space = SearchSpace.from_config(sweep["space"])
     typed = TrialConfig.typed(job)
     base = TrialConfig.from_typed(typed)  # validated

@@ -1,9 +1,12 @@
-"""The `sweep` config group's typed schema (`conf/sweep/_common.yaml` and one file per sweep).
+"""Typed schemas of the config groups the sweep reads besides the training ones: `sweep`
+(`conf/sweep/_common.yaml` and one file per sweep), `storage`, `tracking` and `triage`
+(`triage.Thresholds`).
 
-`check_settings` merges a composed `sweep` node onto it, so a value of the wrong type
-(`sweep.n_trials=abc`, `sweep.online_triage=maybe`) or a key no sweep reads is one line before
-anything is created, and returns the node with its values typed. The search space (`space`) is
-checked by `sweeps.space`, the sampler and pruner values by the driver that builds them.
+`check_settings` merges a composed job onto them, so a value of the wrong type
+(`sweep.n_trials=abc`, `sweep.online_triage=maybe`), a key nothing reads (`+sweep.n_trial=3`) or a
+negative count, period or threshold is one line before anything is created, and returns the job
+with those groups typed. The search space (`space`) is checked by `sweeps.space`, the sampler and
+pruner values by the driver that builds them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigKeyError
 
 from training.compose import not_a_key
+from triage import Thresholds
 from training.config import ConfigError, config_errors
 
 
@@ -56,27 +60,56 @@ class SweepSettings:
 
 
 @dataclass
+class StorageSettings:
+    url: str = MISSING
+    heartbeat_interval: int | None = None  # seconds between a running trial's heartbeats (RDB storages)
+    grace_period: int | None = None  # seconds of silence after which a trial is failed as stale
+
+
+@dataclass
+class TrackingSettings:
+    uri: str = MISSING
+    artifact_location: str | None = None
+    trial_plots: str = "flagged"
+
+
+@dataclass
 class _Job:
-    sweep: SweepSettings = field(default_factory=SweepSettings)  # keys in errors read `sweep.…`
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    triage: Thresholds = field(default_factory=Thresholds)
 
 
-def check_settings(sweep: dict[str, Any]) -> dict[str, Any]:
-    """`sweep` merged onto `SweepSettings` (types checked), with the counts checked; ConfigError in one line."""
+def check_settings(job: dict[str, Any]) -> dict[str, Any]:
+    """`job` with its sweep, storage, tracking and triage groups typed and checked; ConfigError in one line."""
     schema = OmegaConf.structured(_Job)
+    OmegaConf.set_readonly(schema.triage, False)  # Thresholds is frozen; a schema to merge onto must not be
+    groups = {k: job[k] for k in ("sweep", "storage", "tracking", "triage")}
     try:
         with config_errors():
-            typed = OmegaConf.to_container(OmegaConf.merge(schema, {"sweep": sweep}), throw_on_missing=True)["sweep"]
+            typed = OmegaConf.to_container(OmegaConf.merge(schema, groups), throw_on_missing=True)
     except ConfigError as e:
         if isinstance(key_error := e.__context__, ConfigKeyError) and key_error.full_key:  # `+sweep.n_trial=3`
             parent = key_error.full_key.rpartition(".")[0]
             raise ConfigError(not_a_key(key_error.full_key, parent, list(OmegaConf.select(schema, parent)))) from None
         raise
     assert isinstance(typed, dict)
-    if not str(typed["study_name"]).strip():
+    _check_sweep(typed["sweep"])
+    for key in ("heartbeat_interval", "grace_period"):
+        if (seconds := typed["storage"][key]) is not None and seconds <= 0:
+            raise ConfigError(f"storage.{key}={seconds} must be > 0 seconds")
+    for key, value in typed["triage"].items():
+        if value < 0:
+            raise ConfigError(f"triage.{key}={value} must be >= 0 (conf/triage/default.yaml says what it means)")
+    return {**job, **typed}
+
+
+def _check_sweep(typed: dict[str, Any]) -> None:
+    if not typed["study_name"].strip():
         raise ConfigError("sweep.study_name is empty: name the study (it is also the MLflow experiment)")
     for key, low in (("n_trials", 1), ("n_workers", 1), ("pack", 1)):
         if typed[key] < low:
             raise ConfigError(f"sweep.{key}={typed[key]} must be >= {low}")
     if typed["sampler"]["n_startup_trials"] < 0:
         raise ConfigError(f"sweep.sampler.n_startup_trials={typed['sampler']['n_startup_trials']} must be >= 0")
-    return typed
