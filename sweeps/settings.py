@@ -106,6 +106,7 @@ def check_settings(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_sweep(typed: dict[str, Any]) -> None:
+    """The values of the typed `sweep` group that no sweep can run with."""
     if not typed["study_name"].strip():
         raise ConfigError("sweep.study_name is empty: name the study (it is also the MLflow experiment)")
     for key, low in (("n_trials", 1), ("n_workers", 1), ("pack", 1)):
