@@ -370,4 +370,4 @@ def test_counts_say_how_many_runs_were_judged_on_one_epoch(store: str) -> None:
             tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner"})
         log_run(client, exp, curves, {"train.epochs": "12"}, tags, "KILLED" if trial >= 2 else "FINISHED")
     s = summarize("short", store, write=False, console=_quiet())
-    assert _lines(s)["counts"] == "4 healthy (2 judged on 1 epoch only)"
+    assert _lines(s)["counts"] == "4 healthy (2 too short to judge)"

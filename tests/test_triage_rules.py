@@ -104,7 +104,11 @@ def test_empty_missing_and_one_epoch_curves() -> None:
     one = classify({"train_loss": [2.1], "val_loss": [1.9]})
     assert one.label == "healthy" and one.confidence <= 0.5 and "1 epoch" in one.reason
     two = classify({"train_loss": [2.31, 2.28], "val_loss": [2.38, 6.18]})  # too short to call, but said as it is
-    assert two.reason.endswith("val_loss ended at 6.18, 160% above its minimum at epoch 1.")
+    assert "val_loss ended at 6.18, 160% above its minimum at epoch 1" in two.reason, two.reason
+    assert two.label == "healthy" and two.rule == "short" and two.confidence <= 0.3  # the loss barely moved
+    assert "too short to tell a slow start from a plateau" in two.reason
+    fell = classify({"train_loss": [2.3, 1.9], "val_loss": [2.2, 1.8]})  # two epochs that did learn are judged
+    assert fell.label == "healthy" and fell.rule == "healthy" and "fell 17%" in fell.reason, fell.reason
     assert classify({"train_loss": [2.3, 2.3 * 50]}).label == "diverging"  # two epochs, climbing
     assert classify({}, failure="oom", error="CUDA out of memory").label == "crashed"
 

@@ -179,8 +179,8 @@ def _png(fig: Any) -> bytes:
 
 def _lines(summary: "Summary") -> dict[str, Any]:
     """Text pieces shared by the markdown and HTML reports."""
-    short = Counter(v.label for v in summary.verdicts.values() if v.rule == "short")  # one epoch: a label, not a judgement
-    counts = ", ".join(f"{n} {label}" + (f" ({short[label]} judged on 1 epoch only)" if short[label] else "")
+    short = Counter(v.label for v in summary.verdicts.values() if v.rule == "short")  # too short: a label, not a judgement
+    counts = ", ".join(f"{n} {label}" + (f" ({short[label]} too short to judge)" if short[label] else "")
                        for label, n in summary.counts.items())
     rules = [(str(r), r.suggestion) for r in summary.rules]
     imp = sorted((summary.importances or {}).items(), key=lambda kv: -kv[1])

@@ -381,20 +381,24 @@ def _recent_epochs(n: int, th: Thresholds) -> int:
 
 
 def _healthy_reason(run: _Run, key: str, p: CurveStats) -> str:
-    reason = f"{key} fell {_pct(p.gain)} ({_f(p.start)} → {_f(p.tail)}) over {p.n} epochs"
-    v = run.stats.get("val_loss")
-    if key != "val_loss" and v is not None:
-        above = max(0.0, v.tail / v.sbest - 1) if v.sbest > 0 else 0.0
-        if above < 5e-4:  # "within 0.0% of" says it less plainly
-            reason += f" and val_loss ended at its minimum, {_f(v.tail)} at epoch {v.sbest_i + 1}"
-        else:
-            where = f"within {_pct(above)} of" if above <= 0.1 else f"{_pct(above)} above"
-            reason += f" and val_loss ended at {_f(v.tail)}, {where} its minimum at epoch {v.sbest_i + 1}"
+    reason = f"{key} fell {_pct(p.gain)} ({_f(p.start)} → {_f(p.tail)}) over {p.n} epochs{_val_note(run, key)}"
     acc = run.stats.get("val_acc") or run.stats.get("train_acc")
     if acc is not None:
         name = "val_acc" if run.stats.get("val_acc") is not None else "train_acc"
         reason += f" ({name} {_f(acc.tail)})"
     return reason
+
+
+def _val_note(run: _Run, key: str) -> str:
+    """`` and val_loss ended at 1.8, within 2% of its minimum at epoch 4`` (empty when ``key`` is val_loss or none is logged)."""
+    v = run.stats.get("val_loss")
+    if key == "val_loss" or v is None:
+        return ""
+    above = max(0.0, v.tail / v.sbest - 1) if v.sbest > 0 else 0.0
+    if above < 5e-4:  # "within 0.0% of" says it less plainly
+        return f" and val_loss ended at its minimum, {_f(v.tail)} at epoch {v.sbest_i + 1}"
+    where = f"within {_pct(above)} of" if above <= 0.1 else f"{_pct(above)} above"
+    return f" and val_loss ended at {_f(v.tail)}, {where} its minimum at epoch {v.sbest_i + 1}"
 
 
 def _decide(run: _Run, th: Thresholds) -> Verdict:
@@ -443,6 +447,10 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     of = _overfit(run, th)
     if of:
         return _verdict(run, th, OVERFIT, of[0], of[1], "overfit", **of[2])
+    if p.n == 2 and abs(p.gain) < th.plateau_min_gain:  # _plateau needs 3 epochs: say so rather than "healthy"
+        return _verdict(run, th, HEALTHY, 0.3, f"only 2 epochs were recorded: {key} barely moved ({_f(p.start)} → "
+                        f"{_f(p.tail)}, {_pct(abs(p.gain))}){_val_note(run, key)}; too short to tell a slow start "
+                        "from a plateau", "short")
     pl = _plateau(run, key, p, th)
     if pl:
         return _verdict(run, th, PLATEAU, pl[0], pl[1], pl[2], gain=p.gain, recent_gain=p.recent_gain)
