@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import ConfigKeyError
 
-from training.compose import not_a_key
 from triage import Thresholds
 from training.config import ConfigError, config_errors
 
@@ -86,14 +84,8 @@ def check_settings(job: dict[str, Any]) -> dict[str, Any]:
     schema = OmegaConf.structured(_Job)
     OmegaConf.set_readonly(schema.triage, False)  # Thresholds is frozen; a schema to merge onto must not be
     groups = {k: job[k] for k in ("sweep", "storage", "tracking", "triage")}
-    try:
-        with config_errors():
-            typed = OmegaConf.to_container(OmegaConf.merge(schema, groups), throw_on_missing=True)
-    except ConfigError as e:
-        if isinstance(key_error := e.__context__, ConfigKeyError) and key_error.full_key:  # `+sweep.n_trial=3`
-            parent = key_error.full_key.rpartition(".")[0]
-            raise ConfigError(not_a_key(key_error.full_key, parent, list(OmegaConf.select(schema, parent)))) from None
-        raise
+    with config_errors():
+        typed = OmegaConf.to_container(OmegaConf.merge(schema, groups), throw_on_missing=True)
     assert isinstance(typed, dict)
     _check_sweep(typed["sweep"])
     for key in ("heartbeat_interval", "grace_period"):

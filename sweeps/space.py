@@ -89,25 +89,20 @@ class SearchSpace:
                 values[p.key] = p.suggest(trial)
         return values
 
-    def values_of(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The config values of a finished trial, from its Optuna `params` (what `suggest` returned then);
-        None when the space has gained a parameter since that trial."""
+    def values_of(self, params: Mapping[str, Any], in_range: bool = False) -> dict[str, Any] | None:
+        """The config values of a trial, from its Optuna `params` (what `suggest` returned then); None
+        when the space has gained a parameter since that trial, or with `in_range` when a value lies
+        outside a since-narrowed range (else it is still the trial's value)."""
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a value outside a since-narrowed range is still the trial's value
+            warnings.simplefilter("error" if in_range else "ignore")  # FixedTrial warns of a value out of range
             try:
                 return self.suggest(optuna.trial.FixedTrial(dict(params)))
-            except ValueError:  # FixedTrial: "the value of the parameter ... is not found"
+            except (ValueError, UserWarning):  # missing, not among the choices, or (in_range) out of range
                 return None
 
     def contains(self, params: Mapping[str, Any]) -> bool:
         """Whether a trial's Optuna `params` are a point of this space (a resume may have narrowed it)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # FixedTrial warns of a value outside its range
-            try:
-                self.suggest(optuna.trial.FixedTrial(dict(params)))
-            except (ValueError, UserWarning):  # out of range, not among the choices, or missing
-                return False
-        return True
+        return self.values_of(params, in_range=True) is not None
 
     def grid(self) -> dict[str, list[Any]]:
         """The grid sampler's search space; every parameter needs `grid` values and no conditions."""

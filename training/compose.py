@@ -6,7 +6,6 @@ run directory is `hydra.run.dir`, and its `.hydra/config.yaml` records what ran,
 
 from __future__ import annotations
 
-import difflib
 import re
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from training.config import ConfigError
+from training.config import ConfigError, not_a_key
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?P<tail>@)")
@@ -102,13 +101,6 @@ def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | 
     add = [ln.strip()[len("To append to your config use "):] for ln in str(e).splitlines() if "To append" in ln]
     how = f"; under sweep.space new keys are added with +: {add[0]}" if add and key.startswith("sweep.space.") else ""
     return not_a_key(key, parent, [str(k) for k in node]) + how
-
-
-def not_a_key(key: str, parent: str, keys: list[str]) -> str:
-    """`optimizer.lrr is not a config key; did you mean optimizer.lr? optimizer has: name, lr, ...`"""
-    close = difflib.get_close_matches(key.rpartition(".")[2], keys, n=1)
-    meant = f"did you mean {(parent + '.') if parent else ''}{close[0]}? " if close else ""
-    return f"{key} is not a config key; {meant}{parent or 'the config'} has: {', '.join(keys)}"
 
 
 def _first_line(e: Exception) -> str:

@@ -9,14 +9,15 @@ could run with, so bad input fails in one line before any data is read or any mo
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 MODELS = ("convnet", "convnet_bn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -168,13 +169,30 @@ class TrialConfig:
 
 @contextmanager
 def config_errors() -> Iterator[None]:
-    """OmegaConf's type errors as one-line ConfigErrors naming the key."""
+    """OmegaConf's type errors as one-line ConfigErrors naming the key; a key the schema lacks
+    (`+sweep.n_trial=3`) reads as `not_a_key` does, with the schema's keys."""
     try:
         yield
+    except ConfigKeyError as e:
+        if e.full_key and isinstance(e.object_type, type) and is_dataclass(e.object_type):
+            parent = e.full_key.rpartition(".")[0]
+            raise ConfigError(not_a_key(e.full_key, parent, [f.name for f in fields(e.object_type)])) from None
+        raise ConfigError(_one_line(e)) from None
     except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None)
-        msg = str(e).splitlines()[0]
-        raise ConfigError(f"{key}: {msg}" if key else msg) from None
+        raise ConfigError(_one_line(e)) from None
+
+
+def _one_line(e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None)
+    msg = str(e).splitlines()[0]
+    return f"{key}: {msg}" if key else msg
+
+
+def not_a_key(key: str, parent: str, keys: list[str]) -> str:
+    """`optimizer.lrr is not a config key; did you mean optimizer.lr? optimizer has: name, lr, ...`"""
+    close = difflib.get_close_matches(key.rpartition(".")[2], keys, n=1)
+    meant = f"did you mean {(parent + '.') if parent else ''}{close[0]}? " if close else ""
+    return f"{key} is not a config key; {meant}{parent or 'the config'} has: {', '.join(keys)}"
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:

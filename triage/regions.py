@@ -274,7 +274,7 @@ def _equivalents(conds: Sequence[Condition], params: Sequence[dict[str, str]], x
                  feats: list[_Feature], has_nan: np.ndarray, limit: int = 2) -> tuple[Condition, ...]:
     """Single conditions on other params that match exactly the trials ``conds`` match (at most one per
     param): with few trials, ``scheduler.name = cosine`` and ``optimizer.lr > 0.3`` can pick out the same two."""
-    target = [all(c.matches(row) for c in conds) for row in params]
+    target = _matching(conds, params)
     used = {c.param for c in conds}
     found: dict[str, Condition] = {}
     for j, f in enumerate(feats):
@@ -288,15 +288,20 @@ def _equivalents(conds: Sequence[Condition], params: Sequence[dict[str, str]], x
             offs = (False, True) if has_nan[j] else (False,)
             candidates = [Condition(f.param, op, float(10 ** t if f.kind == "log" else t), off)
                           for t in cuts for op in (">", "<=") for off in offs]
-        hit = next((c for c in candidates if [c.matches(row) for row in params] == target), None)
+        hit = next((c for c in candidates if np.array_equal(_matching([c], params), target)), None)
         if hit is not None:
             found[f.param] = hit
     return tuple(found.values())
 
 
+def _matching(conds: Sequence[Condition], params: Sequence[dict[str, str]]) -> np.ndarray:
+    """Which trials satisfy every condition."""
+    return np.array([all(c.matches(row) for c in conds) for row in params], dtype=bool)
+
+
 def _score(conds: Sequence[Condition], params: Sequence[dict[str, str]], y: np.ndarray) -> tuple[int, int]:
     """(trials with the label, trials) matching every condition."""
-    m = np.array([all(c.matches(row) for c in conds) for row in params], dtype=bool)
+    m = _matching(conds, params)
     return int(y[m].sum()), int(m.sum())
 
 
