@@ -105,3 +105,18 @@ def test_a_region_that_two_params_explain_equally_names_both() -> None:
     # a region only one param explains names no alternative
     params, labels = _trials()
     assert all(not r.also for r in failure_rules(params, labels, ["diverging", "plateau"]))
+
+
+def test_a_change_toward_trials_that_failed_too_says_so() -> None:
+    """Measured in a 6-trial full sweep of 3 epochs: every lr ≤ 0.27 stalled and every lr above diverged.
+    "raise the lower bound of optimizer.lr above 0.265" alone would send the user into the diverging trials."""
+    lrs = [0.0196, 7.25e-5, 0.00428, 0.00163, 3.58, 4.6]
+    params = [{"optimizer.lr": repr(lr)} for lr in lrs]
+    labels = ["plateau"] * 4 + ["diverging"] * 2
+    rules = {r.label: r for r in failure_rules(params, labels, ["diverging", "plateau"], "optimizer.lr")}
+    assert "raise the lower bound of optimizer.lr above" in rules["plateau"].suggestion
+    assert "above 0.265, though the 2 other trials failed too (2 diverging); raise the" in rules["plateau"].suggestion
+    assert ", though the 4 other trials failed too (4 plateau); lower the" in rules["diverging"].suggestion
+    labels[0] = "healthy"  # one trial outside the diverging region did well: no caveat there
+    rules = {r.label: r for r in failure_rules(params, labels, ["diverging", "plateau"], "optimizer.lr")}
+    assert "failed too" not in rules["diverging"].suggestion, rules["diverging"].suggestion

@@ -97,6 +97,26 @@ def test_nonfinite_values_anywhere_mean_diverging(bad: float) -> None:
         assert "epoch 7" in v.reason and where in v.reason
 
 
+def test_a_short_run_far_above_where_the_others_start_blew_up() -> None:
+    """A full sweep measured here: lr 4.6 pruned after epoch 1 at train_loss 78, while its siblings start
+    at ln 10. Alone it is too short to judge; among its siblings it blew up. Longer runs stay judged alone."""
+    siblings = [{"train_loss": [2.30, 2.25, 2.2]}, {"train_loss": [2.31, 2.3, 2.3]},
+                {"train_loss": [2.29, 2.28, 2.28]}, {"train_loss": [2.30, 2.3, 2.29]}]
+    pruned = {"train_loss": [78.0], "val_acc": [0.1]}
+    alone = classify(pruned, pruned=True)
+    assert alone.label == "healthy" and alone.rule == "short"
+    among = classify_many([*siblings, pruned], metas=[None] * 4 + [{"pruned": True}])[-1]
+    assert among.label == "diverging" and among.rule == "peers", among
+    assert "78 at epoch 1, 33.9× the median first epoch of the 5 runs judged with it (2.3)" in among.reason, among.reason
+    two = classify_many([*siblings, {"train_loss": [60.0, 40.0]}])[-1]
+    assert two.label == "diverging" and "never came below 40 in 2 epochs" in two.reason, two.reason
+    near = classify_many([*siblings, {"train_loss": [20.0]}])[-1]  # 8.7×: not far enough to be sure
+    assert near.rule == "short"
+    mse = [1e6 * (1 + 0.5 * 0.9 ** e) for e in range(30)]  # another loss in the same experiment, judged alone
+    assert classify_many([*siblings, {"train_loss": mse}])[-1].label == "healthy"
+    assert classify_many([*siblings[:2], pruned])[-1].rule == "short"  # 3 runs: no median to trust
+
+
 def test_empty_missing_and_one_epoch_curves() -> None:
     assert classify({}).label == "crashed"
     assert classify({"train_loss": [], "val_loss": []}).label == "crashed"

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .verdict import ADVICE
+from .verdict import ADVICE, count_noun
 
 _OFF = {"none", "null", "", "off", "nan"}
 
@@ -187,11 +187,18 @@ def _merge(conds: list[Condition]) -> list[Condition]:
     return list(out.values())
 
 
-def suggest(label: str, conds: Sequence[Condition], also: Sequence[Condition] = ()) -> str:
-    """A concrete change to the search space that avoids the region, plus the label's general advice."""
+def suggest(label: str, conds: Sequence[Condition], also: Sequence[Condition] = (),
+            elsewhere: Sequence[str] = (), failure_labels: Sequence[str] = ()) -> str:
+    """A concrete change to the search space that avoids the region, plus the label's general advice.
+
+    ``elsewhere`` holds the labels of the trials outside the region: when all of them failed too, the
+    change leads to no better trial, and the suggestion says so rather than send the user there."""
     fix = _change(conds)
     if also:
         fix += "".join(f", or {_change([c])}" for c in also) + " (these trials cannot tell which)"
+    if elsewhere and all(lab in failure_labels for lab in elsewhere):
+        counts = ", ".join(f"{elsewhere.count(lab)} {lab}" for lab in dict.fromkeys(elsewhere))
+        fix += f", though the {count_noun(len(elsewhere), 'other trial')} failed too ({counts})"
     return f"{fix}; {ADVICE.get(label, '')}".rstrip("; ")
 
 
@@ -259,7 +266,9 @@ def failure_rules(
             seen.add(key)
             hits, support = _score(conds, params, y)
             also = _equivalents(conds, params, x, feats, has_nan)
-            rules.append(Rule(label, tuple(conds), hits, support, total, suggest(label, conds, also), also))
+            elsewhere = [str(lab) for lab in y_all[~_matching(conds, params)]]
+            rules.append(Rule(label, tuple(conds), hits, support, total,
+                              suggest(label, conds, also, elsewhere, failure_labels), also))
     rules.sort(key=lambda r: (-r.hits, r.support))
     return [r for r in rules if not any(_covers(o, r) for o in rules if o is not r)]
 

@@ -8,14 +8,16 @@
 2. diverging   a non-finite loss or grad norm; a training loss that climbed and stayed up;
                a curve that exploded and then sat flat (a dead network), seen in the loss or
                in a grad norm that exploded while the loss stopped improving, or a loss that
-               shrank back after an explosion without the accuracy moving in any epoch
+               shrank back after an explosion without the accuracy moving in any epoch; a run of
+               1-2 epochs whose loss never came within 10× of where the runs judged with it start
 3. oscillating the training loss keeps going up and down by large relative steps
 4. overfit     val_loss turned up well past its minimum while train_loss kept falling
 5. plateau     the loss stopped improving early, far from where it could be
 6. unconverged the objective was still falling fast when the budget ended
 7. healthy     none of the above
 
-Every statistic is a ratio of a curve with itself (see ``features``), so the verdicts do not
+Every statistic is a ratio of a curve with itself (see ``features``), or, for the one rule that
+compares runs (1-2 epoch runs only), with the median first epoch of the runs classified together, so the verdicts do not
 depend on the loss's scale or on the number of classes. Thresholds: ``conf/triage/default.yaml``.
 """
 
@@ -30,7 +32,7 @@ import numpy as np
 from .features import CurveStats, curve_stats, tail_window
 from .thresholds import Thresholds, load_thresholds
 from .verdict import (
-    CRASHED, DIVERGING, HEALTHY, OSCILLATING, OVERFIT, PLATEAU, UNCONVERGED, Verdict,
+    CRASHED, DIVERGING, HEALTHY, OSCILLATING, OVERFIT, PLATEAU, UNCONVERGED, Verdict, count_noun,
 )
 
 #: Canonical curve names; ``MetricNames`` maps an experiment's own names onto them.
@@ -44,11 +46,6 @@ _FAILED_HOW = {"oom": "ran out of memory", "exception": "failed with an exceptio
 def _f(x: float) -> str:
     """A number for a sentence: 3 significant digits."""
     return f"{x:.3g}"
-
-
-def count_noun(n: int, noun: str) -> str:
-    """``1 epoch``, ``3 epochs``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _pct(x: float) -> str:
@@ -72,6 +69,7 @@ class _Run:
     error: str | None = None
     pruned: bool = False        # stopped before its planned epochs (pruned, or still running): never unconverged
     note: str = ""              # said after the reason, e.g. "stopped early by the pruner"
+    peers: tuple[float, int] | None = None  # (median first epoch, runs) of this run's loss over the runs judged with it
     stats: dict[str, CurveStats | None] = field(default_factory=dict)
 
 
@@ -286,6 +284,21 @@ def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[floa
     return conf, reason
 
 
+def _above_peers(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
+    """A run of one or two epochs (too short for its own shape to tell) whose loss never came within
+    ``peer_explode_ratio`` × the level at which the runs judged with it start (their median first
+    epoch): it blew up at once, e.g. a trial pruned after one exploded epoch. The one rule that compares
+    runs; longer runs are judged by their own shape alone, since one MLflow experiment may mix losses."""
+    if p.n > 2 or run.peers is None or run.peers[0] <= 0 or p.best < th.peer_explode_ratio * run.peers[0]:
+        return None
+    level, n_runs = run.peers
+    ratio = p.best / level
+    what = f"{key} was {_f(p.start)} at epoch 1" if p.n == 1 else f"{key} never came below {_f(p.best)} in {p.n} epochs"
+    return _conf(ratio, th.peer_explode_ratio, 10 * th.peer_explode_ratio), (
+        f"{what}, {_f(ratio)}× the median first epoch of the {n_runs} runs judged with it ({_f(level)}): "
+        "it blew up at the start")
+
+
 def _constant_predictions(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[str, float, str] | None:
     """The accuracy froze over the recent epochs while the loss gained little: the network predicts one
     class. Dead after a gradient explosion (diverging), or never learned (plateau)."""
@@ -420,9 +433,6 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
         why = f"failed ({run.failure})" if run.failure else "recorded no epoch"
         return _verdict(run, th, CRASHED, 0.9 if run.failure else 0.8, f"the run {why}: no loss curve to judge",
                         "crashed")
-    if p.n == 1:
-        return _verdict(run, th, HEALTHY, 0.3, f"only 1 epoch was recorded ({key} {_f(p.start)}): too short to judge "
-                        "its shape", "short")
     hit = _rising(key, p, th)
     if hit:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "rising", rise=p.tail_min / p.best - 1, lost=p.lost)
@@ -438,6 +448,12 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     hit = _grad_dead(run, key, p, th)
     if hit:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "grad_dead")
+    hit = _above_peers(run, key, p, th)
+    if hit:
+        return _verdict(run, th, DIVERGING, hit[0], hit[1], "peers", peer_ratio=p.best / run.peers[0])
+    if p.n == 1:
+        return _verdict(run, th, HEALTHY, 0.3, f"only 1 epoch was recorded ({key} {_f(p.start)}): too short to judge "
+                        "its shape", "short")
     frozen = _constant_predictions(run, key, p, th)
     if frozen:
         return _verdict(run, th, frozen[0], frozen[1], frozen[2], "constant")
@@ -488,6 +504,16 @@ def _stats_for(runs: list[_Run], th: Thresholds) -> None:
             r.stats[key] = s
 
 
+def _set_peers(runs: list[_Run], th: Thresholds) -> None:
+    """Give each run the median first epoch of its primary loss over all runs (when ≥ ``peer_min_runs`` have one)."""
+    for key in LOSS_KEYS:
+        owners = [r for r in runs if _primary(r)[0] == key and r.stats.get(key) is not None]
+        if len(owners) >= th.peer_min_runs:
+            level = float(np.median([r.stats[key].start for r in owners]))
+            for r in owners:
+                r.peers = (level, len(owners))
+
+
 def classify_many(
     runs: Sequence[Mapping[str, Sequence[float]]],
     thresholds: Thresholds | None = None,
@@ -507,6 +533,7 @@ def classify_many(
     prepared = [_prepare(c, metas[i] if metas else None) for i, c in enumerate(runs)]
     _cut_nonfinite(prepared)
     _stats_for(prepared, th)
+    _set_peers(prepared, th)
     return [_decide(r, th) for r in prepared]
 
 

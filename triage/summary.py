@@ -19,9 +19,9 @@ from . import __version__
 from .mlflow_io import RunRecord, TriageError, client_for, find_experiment, log_artifacts, read_runs, write_tags
 from .names import MetricNames, default_tracking_uri
 from .regions import Rule, failure_rules
-from .rules import classify_many, count_noun
+from .rules import classify_many
 from .thresholds import Thresholds, load_thresholds
-from .verdict import FAILURE_LABELS, LABELS, Verdict
+from .verdict import FAILURE_LABELS, LABELS, Verdict, count_noun
 
 
 @dataclass

@@ -57,6 +57,8 @@ class Thresholds:
     vanishing_grad_ratio: float = MISSING
     clip_held_fraction: float = MISSING
     clip_growth: float = MISSING
+    peer_explode_ratio: float = MISSING
+    peer_min_runs: int = MISSING
     online_explode_ratio: float = MISSING
     online_min_flat: int = MISSING
     short_epochs: int = MISSING

@@ -47,3 +47,8 @@ class Verdict:
     reason: str
     rule: str = ""
     evidence: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def count_noun(n: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
