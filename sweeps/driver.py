@@ -147,12 +147,17 @@ def _check_setup(study: optuna.Study, created: bool, setup: dict[str, Any]) -> N
 
 def _parent_run(study: optuna.Study, tracker: Tracker, created: bool) -> str:
     """The study's one MLflow parent run (marked running). Only the process that created the study makes
-    it; one that finds the study without it waits for the creator's, then (the creator died) makes it."""
+    it; one that finds the study without it waits for the creator's, then (the creator died) makes it.
+    A parent run the tracking store no longer holds (deleted, or a new store) is replaced, with a warning."""
     run_id = study.user_attrs.get(PARENT_ATTR)
     deadline = time.monotonic() + PARENT_WAIT_S
     while run_id is None and not created and time.monotonic() < deadline:
         time.sleep(0.2)
         run_id = study.user_attrs.get(PARENT_ATTR)
+    if run_id is not None and (why := tracker.missing_run(run_id)):  # the tracking store changed under the study
+        console.print(f"[yellow]the study's MLflow parent run {run_id[:8]} {why}: this sweep logs under a new parent "
+                      "run, which holds only the trials run from now on[/]")
+        run_id = None
     parent = tracker.parent_run(study.study_name, run_id)
     if run_id is None:
         study.set_user_attr(PARENT_ATTR, parent)

@@ -70,7 +70,16 @@ class Tracker:
         self.failure: TrackingError | None = None  # the first write that failed; later trials would fail alike
         with _first_use(uri), self.writing():
             self.client = MlflowClient(tracking_uri=uri)
-            self.experiment_id = self._experiment(experiment, artifact_location)
+            found = self.client.get_experiment_by_name(experiment)
+        if found is not None and found.lifecycle_stage != "active":  # MLflow keeps a deleted one's name taken
+            env, eid = f"MLFLOW_TRACKING_URI={mask(uri)}", found.experiment_id
+            backend = "<the server's --backend-store-uri>" if uri.startswith("http") else mask(uri)
+            raise ConfigError(
+                f"MLflow experiment {experiment!r} in {mask(uri)} was deleted: restore it ({env} mlflow experiments "
+                f"restore -x {eid}), delete it for good ({env} mlflow gc --backend-store-uri {backend} "
+                f"--experiment-ids {eid}), or set another sweep.study_name")
+        with _first_use(uri), self.writing():
+            self.experiment_id = found.experiment_id if found else self._create_experiment(experiment, artifact_location)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writes")
         self._pending: list[Future[Any]] = []
         self._nonfinite: dict[str, list[str]] = {}  # run id → its `metric@epoch` marks so far
@@ -87,10 +96,8 @@ class Tracker:
                 f"the MLflow tracking store {mask(self.uri)} failed: {mask(describe(e))}")
             raise self.failure from e
 
-    def _experiment(self, name: str, artifact_location: str | None) -> str:
-        """The id of the experiment `name`, created when missing (by one process of any started at once)."""
-        if (found := self.client.get_experiment_by_name(name)) is not None:
-            return found.experiment_id
+    def _create_experiment(self, name: str, artifact_location: str | None) -> str:
+        """The id of a new experiment `name` (or of the one another process started at once created)."""
         location = None if self.uri.startswith(("http", "databricks")) else artifact_location
         if location:
             location = Path(location).expanduser().resolve().joinpath(name).as_uri()
@@ -126,6 +133,23 @@ class Tracker:
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
+        return self._new_parent(study)
+
+    def missing_run(self, run_id: str) -> str | None:
+        """Why `run_id` cannot be this experiment's parent run (deleted, or not in this store), else None."""
+        try:
+            info = self.client.get_run(run_id).info
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return f"is not in {mask(self.uri)} (another tracking store, or one made anew)"
+        if info.lifecycle_stage != "active":
+            return "was deleted"
+        if info.experiment_id != self.experiment_id:
+            return "belongs to another experiment"
+        return None
+
+    def _new_parent(self, study: str) -> str:
         run = self.client.create_run(
             self.experiment_id, run_name=f"{study} sweep", tags={"sweep.role": PARENT_ROLE, "sweep.study": study}
         )

@@ -594,6 +594,37 @@ def test_only_the_process_that_creates_a_study_makes_its_parent_run(sweeps_home:
     assert [r.info.run_id for r in tracker.client.search_runs([tracker.experiment_id])] == [parent]
 
 
+def test_a_parent_run_the_tracking_store_lost_is_replaced_and_a_deleted_experiment_is_refused(sweeps_home: Path) -> None:
+    """A study resumed after its parent run was deleted in the UI, or against a new tracking store, was a
+    traceback ("Run ... must be in the 'active' state", "Run with id=... not found"); a deleted experiment
+    was one in the first trial."""
+    from sweeps.driver import PARENT_ATTR, _open_study, _parent_run
+    from sweeps.tracking import Tracker
+    from training.config import ConfigError
+
+    sweeps_home.mkdir()
+    storage, tracking = stores(sweeps_home)
+    sweep = {"study_name": "lost", "objective": {"direction": "maximize"}}
+    study, created = _open_study(sweep, storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner())
+    tracker = Tracker(tracking, "lost")
+    first = _parent_run(study, tracker, created)
+    tracker.client.delete_run(first)
+    assert tracker.missing_run(first) == "was deleted"
+    second = _parent_run(study, tracker, False)
+    assert second != first and optuna.load_study(study_name="lost", storage=storage).user_attrs[PARENT_ATTR] == second
+    assert _parent_run(study, tracker, False) == second  # a plain resume keeps it
+
+    elsewhere = Tracker(f"sqlite:///{sweeps_home}/other-mlflow.db", "lost")  # the same study, another tracking store
+    assert "is not in sqlite:///" in (elsewhere.missing_run(second) or "")
+    third = _parent_run(study, elsewhere, False)
+    assert elsewhere.client.get_run(third).info.lifecycle_stage == "active"
+
+    tracker.client.delete_experiment(tracker.experiment_id)
+    with pytest.raises(ConfigError, match=r"MLflow experiment 'lost' in sqlite:///.* was deleted: restore it "
+                                          r"\(MLFLOW_TRACKING_URI=sqlite:///.* mlflow experiments restore -x 1\)"):
+        Tracker(tracking, "lost")
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_process_that_finds_the_study_draws_its_own_points(sweeps_home: Path) -> None:
     """Same seed, two processes: the creator keeps the seed, the other reseeds (else both draw the same lr)."""

@@ -329,8 +329,12 @@ def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_unknown_experiment_raises(store: str) -> None:
+    client = MlflowClient(store)  # makes the store, so that the test also passes alone
     with pytest.raises(TriageError, match="no experiment named 'zzz'"):
         summarize("zzz", store, write=False, console=_quiet())
+    client.delete_experiment(client.create_experiment("gone"))  # its runs are hidden: not "no runs to triage"
+    with pytest.raises(TriageError, match=r"experiment 'gone' at .* was deleted; restore it first \(MLFLOW_TRACKING_URI="):
+        summarize("gone", store, write=False, console=_quiet())
 
 
 def test_markdown_notes_end_before_the_images(sweep_store) -> None:

@@ -109,6 +109,9 @@ def find_experiment(client: Any, name: str) -> Any:
         raise TriageError(f"cannot reach {client.tracking_uri}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     if exp is None:
         raise TriageError(f"no experiment named {name!r} at {client.tracking_uri}")
+    if exp.lifecycle_stage != "active":
+        raise TriageError(f"experiment {name!r} at {client.tracking_uri} was deleted; restore it first "
+                          f"(MLFLOW_TRACKING_URI={client.tracking_uri} mlflow experiments restore -x {exp.experiment_id})")
     return exp
 
 
