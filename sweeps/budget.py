@@ -5,6 +5,9 @@ A trial that was interrupted (Ctrl-C, a killed process, a store that stopped ans
 nothing about its params, so it does not count, and the next run of the sweep queues it again with
 the same params (Optuna's ``enqueue_trial``; the new trial's ``retry_of`` names the old one), as
 Optuna's ``RetryFailedTrialCallback`` does for trials whose heartbeat stopped.
+
+``optimize_one`` starts a trial only while the budget has room, checked and started under the
+study's ``StudyLock``: every process on every machine together starts exactly ``sweep.n_trials``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.storage import StudyLock
 
 FAILURE_ATTR = "failure"  # user attr of a FAIL trial: oom, exception or interrupted (absent: its process died)
 RETRY_ATTR = "retry_of"  # user attr of a re-run: the number of the interrupted trial it repeats
@@ -41,3 +46,18 @@ def queue_retries(study: optuna.Study, within: Callable[[dict[str, Any]], bool])
     for t in again:
         study.enqueue_trial(t.params, user_attrs={RETRY_ATTR: t.number})
     return [t.number for t in again], [t.number for t in todo if t not in again]
+
+
+def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, lock: StudyLock,
+                 **optimize_kw: Any) -> bool:
+    """Run one trial if the study holds fewer than ``n_trials`` that count (RUNNING ones included); False if
+    not. The count and the new trial's start happen under ``lock``, released as soon as the trial is RUNNING."""
+    def started(trial: optuna.Trial) -> float:
+        lock.release()  # the new trial is RUNNING: every other process counts it from now on
+        return objective(trial)
+
+    with lock:
+        if len(spent(study.get_trials(deepcopy=False))) >= n_trials:
+            return False
+        study.optimize(started, n_trials=1, catch=(Exception,), **optimize_kw)
+    return True

@@ -24,13 +24,13 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweeps.budget import RETRY_ATTR, interrupted, queue_retries, spent
+from sweeps.budget import RETRY_ATTR, interrupted, optimize_one, queue_retries, spent
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
 from sweeps.settings import check_settings
 from sweeps.space import SearchSpace
-from sweeps.storage import WORKER_ATTR, fail_dead_trials, mask, open_storage, worker_id
+from sweeps.storage import WORKER_ATTR, StudyLock, fail_dead_trials, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, TrackingError, check_reachable, flatten
 from sweeps.workers import DriverChannel, WorkerPool
 from training import RECORD_KEYS, TrialConfig, resolve_device
@@ -63,6 +63,9 @@ class Sweep:
     tracker: Tracker
     parent_run_id: str
     typed: DictConfig  # the training groups merged onto the schema, once per process
+
+    def __post_init__(self) -> None:
+        self.lock = StudyLock(self.job["sweep"]["storage"], self.study.study_name)  # see `optimize_one`
 
     @property
     def n_trials(self) -> int:
@@ -283,21 +286,18 @@ def run_in_process(sw: Sweep) -> None:
 
         def on_trial(study: optuna.Study, t: FrozenTrial) -> None:
             bar.console.print(trial_line(t, metric))
-            # every trial left would fail alike, or other processes have spent the budget meanwhile
-            if sw.tracker.failure is not None or len(spent(study.get_trials(deepcopy=False))) >= sw.n_trials:
-                study.stop()
             bar.update(trials, completed=len(spent(finished(study))))
             bar.reset(epoch_bar)
 
-        remaining = sw.n_trials - len(spent(sw.study.get_trials(deepcopy=False)))
-        if remaining > 0:
-            objective = sw.objective(on_epoch=on_epoch)
-            try:
-                sw.study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=[on_trial])
-            finally:
-                objective.close()
-            if sw.tracker.failure is not None:
-                raise sw.tracker.failure
+        objective = sw.objective(on_epoch=on_epoch)
+        try:  # until the budget is spent (by any process), or the tracking store failed: every trial left would too
+            while sw.tracker.failure is None and optimize_one(sw.study, objective, sw.n_trials, sw.lock,
+                                                               callbacks=[on_trial]):
+                pass
+        finally:
+            objective.close()
+        if sw.tracker.failure is not None:
+            raise sw.tracker.failure
 
 
 def run_workers(sw: Sweep, overrides: list[str]) -> None:
@@ -362,8 +362,8 @@ def worker() -> int:
     objective = sw.objective()
     try:
         try:
-            while sw.tracker.failure is None and channel.granted():
-                sw.study.optimize(objective, n_trials=1, catch=(Exception,))
+            while sw.tracker.failure is None and channel.granted():  # the driver grants; the lock makes it exact
+                optimize_one(sw.study, objective, sw.n_trials, sw.lock)  # across machines (False: spent elsewhere)
         finally:
             objective.close()  # every write sent, on Ctrl-C too
     except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once
@@ -387,7 +387,7 @@ def run(overrides: list[str]) -> int:
     reconcile(sw)
     again, outside = queue_retries(sw.study, sw.space.contains)
     if held := len(spent(sw.study.get_trials(deepcopy=False))):
-        console.print(f"the study already holds {held} trial{'s' if held != 1 else ''}: nothing to train (raise sweep.n_trials={sw.n_trials} to add more)"
+        console.print(f"the study already holds {held} trial{'s' if held != 1 else ''}: nothing to train (sweep.n_trials={sw.n_trials}: raise it to add more)"
                       if held >= sw.n_trials else f"resuming: the study already holds {held} of sweep.n_trials={sw.n_trials} trials")  # fmt: skip
     if again and held < sw.n_trials:
         console.print(f"{'trials' if len(again) > 1 else 'trial'} {', '.join(map(str, again))} "

@@ -3,11 +3,17 @@
     sqlite:///abs/path/optuna.db        one machine (RDB storage with heartbeat)
     journal:///abs/path/optuna.journal  several processes on one machine (JournalStorage, file locks)
     postgresql://user:pass@host/db      many machines (RDB storage with heartbeat)
+
+``StudyLock`` is one lock per study shared by every process using the storage (a PostgreSQL advisory
+lock across machines, a file lock next to a SQLite or journal file): the budget check and the start of
+a trial happen under it, so that all of them together start exactly ``sweep.n_trials`` trials.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import socket
 import time
 import warnings
@@ -15,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import NullPool
 
 from training.compose import mask
 from training.config import ConfigError
@@ -53,6 +61,48 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     except Exception as e:  # sqlalchemy / driver errors carry multi-line text
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot open Optuna storage {mask(url)}: {mask(reason)}; check sweep.storage") from None
+
+
+class StudyLock:
+    """A lock on one study, held by one process of any on any machine; `release` is idempotent, and a
+    process that dies lets go of it (the database ends its session; the OS drops its file lock)."""
+
+    _SQL = {"postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+            "mysql": ("SELECT GET_LOCK(:name, -1)", "SELECT RELEASE_LOCK(:name)")}  # fmt: skip
+
+    def __init__(self, url: str, study_name: str) -> None:
+        self._url, self._conn, self.held = url, None, False
+        self._file: FileLock | None = None
+        if url.startswith(("sqlite:///", "journal://")):
+            path = sqlite_file(url) if url.startswith("sqlite") else Path(url.removeprefix("journal://")).expanduser()
+            safe = re.sub(r"[^\w.-]", "_", study_name)
+            self._file = FileLock(path.with_name(f"{path.name}.{safe}.lock"))
+        digest = hashlib.sha1(study_name.encode()).digest()
+        mysql = url.startswith("mysql")
+        self._lock, self._unlock = self._SQL["mysql" if mysql else "postgresql"]
+        self._params = {"name": f"optuna-study-{digest.hex()[:40]}"} if mysql else {
+            "key": int.from_bytes(digest[:8], "big", signed=True)}
+
+    def _sql(self, statement: str) -> None:
+        if self._conn is None:  # its own session: the lock belongs to it, not to a pooled one
+            self._conn = create_engine(self._url, poolclass=NullPool, isolation_level="AUTOCOMMIT").connect()
+        self._conn.execute(text(statement), self._params)
+
+    def acquire(self) -> None:
+        self._file.acquire() if self._file is not None else self._sql(self._lock)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._file.release() if self._file is not None else self._sql(self._unlock)
+
+    def __enter__(self) -> "StudyLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def sqlite_file(url: str) -> Path:

@@ -110,7 +110,7 @@ def test_a_resume_with_other_training_settings_is_refused(tmp_path: Path, sweeps
     # where the data lies, the device, the layout, the space and the budget may change
     p = sweep(tmp_path, *pin_lr(0.02), "train.channels_last=false", "train.eval_batch_size=100", f"data.root={cifar_root}/.", n=2)
     assert "resuming: the study already holds 1 of sweep.n_trials=2 trials" in p.stderr, p.stderr
-    assert "nothing to train (raise sweep.n_trials=2 to add more)" in sweep(tmp_path, *pin_lr(0.02), n=2).stderr
+    assert "nothing to train (sweep.n_trials=2: raise it to add more)" in sweep(tmp_path, *pin_lr(0.02), n=2).stderr
     storage, tracking = stores(sweeps_home)
     assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 2
     assert len(children(MlflowClient(tracking), "lr")) == 2
@@ -539,6 +539,40 @@ def test_workers_opening_a_new_storage_at_once_all_get_it(new_storage_url: str) 
     for w in workers:
         w.join(120)
     assert [w.exitcode for w in workers] == [0] * 4
+
+
+def _trials_while_budget_lasts(barrier: Any, storage: str, n_trials: int) -> None:
+    from sweeps.budget import optimize_one
+    from sweeps.storage import StudyLock, open_storage
+
+    study = optuna.load_study(study_name="budget", storage=open_storage(storage))
+    lock = StudyLock(storage, "budget")
+    barrier.wait()
+    while optimize_one(study, lambda t: time.sleep(1.0) or t.suggest_float("x", 0, 1), n_trials, lock):
+        pass
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+@pytest.mark.parametrize("kind", ["journal", "sqlite", "postgresql"])
+def test_processes_on_one_study_together_start_exactly_n_trials(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Four processes (machines, or two sweep commands) release at one instant on a budget of 3. Each one
+    counting and then starting a trial, as the README's scale-out did, would start 4 (up to machines ×
+    workers − 1 past the budget); checking and starting under the study's lock starts exactly 3."""
+    storage = {"journal": f"journal:///{tmp_path}/optuna.journal", "sqlite": f"sqlite:///{tmp_path}/optuna.db",
+               "postgresql": request.getfixturevalue("new_database")[0] if kind == "postgresql" else ""}[kind]
+    from sweeps.storage import open_storage
+
+    optuna.create_study(study_name="budget", storage=open_storage(storage))
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_trials_while_budget_lasts, args=(barrier, storage, 3)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0] * 4
+    trials = optuna.load_study(study_name="budget", storage=open_storage(storage)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
 
 
 def _open_sweep_with(barrier: Any, storage: str, parents: Any) -> None:
