@@ -22,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
 
 from sweeps.budget import RETRY_ATTR, interrupted, optimize_one, queue_retries, spent
 from sweeps.objective import Objective
@@ -272,12 +274,18 @@ def _params_text(params: dict[str, Any]) -> str:
     return "  ".join(t for k, v in params.items() if (t := text(k, v)) is not None)
 
 
+def _progress() -> Progress:
+    """Bars of trials (and epochs): done/total, elapsed, and the time left at the average pace so far."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("left"), TimeRemainingColumn(), console=console, transient=True,
+                    speed_estimate_period=24 * 3600)  # fmt: skip
+
+
 def run_in_process(sw: Sweep) -> None:
     """Trials one after another in this process (data loaded once), with progress bars."""
     metric = sw.job["sweep"]["objective"]["metric"]
     epochs = int(sw.job["train"]["epochs"])
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:  # fmt: skip
+    with _progress() as bar:
         trials = bar.add_task("trials", total=sw.n_trials, completed=len(spent(finished(sw.study))))
         epoch_bar = bar.add_task("epochs", total=epochs)
 
@@ -309,8 +317,7 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
     granted: set[int] = set()  # workers told `go` that have not asked again since
     starting: set[int] = set()  # workers spawned that have not asked yet: each will want one trial
     lost = False  # a worker exited because a store failed
-    with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:  # fmt: skip
+    with _progress() as bar:
         task = bar.add_task("trials", total=sw.n_trials, completed=len(spent(finished(sw.study))))
         try:
             while True:
