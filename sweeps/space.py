@@ -108,7 +108,8 @@ class SearchSpace:
         """The grid sampler's search space; every parameter needs `grid` values and no conditions."""
         bad = [p.key for p in self.params if not p.grid or p.when or p.optional]
         if bad:
-            raise ConfigError(f"the grid sampler needs `grid: [...]` and no when/off_value on: {', '.join(bad)}")
+            raise ConfigError(f"the grid sampler needs `grid: [...]` and no when/off_value on: {', '.join(bad)} "
+                              f"(e.g. '+sweep.space.{bad[0]}.grid=[v1,v2,v3]')")
         return {p.key: list(p.grid) for p in self.params}
 
 

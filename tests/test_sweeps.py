@@ -310,6 +310,8 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "sweep.objective.direction=up"], "sweep.objective.direction='up' must be maximize or minimize"),
         (["+sweep=lr", "sweep.objective.metrc=val_loss"], "sweep.objective.metrc is not a config key; did you mean sweep.objective.metric?"),
         (["+sweep=lr", "optimizer.lrr=0.1"], "optimizer.lrr is not a config key; did you mean optimizer.lr?"),
+        (["+sweep=lr", "sweep.sampler.name=grid"], "the grid sampler needs `grid: [...]` and no when/off_value on: "
+         "optimizer.lr (e.g. '+sweep.space.optimizer.lr.grid=[v1,v2,v3]')"),
         (["+sweep=lr", "sweep.space.optimizer.lr={type:categorical,choices:[0.1,0.01]}"],
          "sweep.space.optimizer.lr.choices is not a config key; sweep.space.optimizer.lr has: type, low, high, log; "
          "under sweep.space new keys are added with +: +sweep.space.optimizer.lr={type:categorical,choices:[0.1,0.01]}"),
