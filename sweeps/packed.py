@@ -62,13 +62,14 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
                 fail_stale_trials(study)  # as Study.optimize does before each trial
-                # WAITING (queued) trials are not counted: ask() hands them out first, so they run
-                remaining = sw.n_trials - len(spent(study.get_trials(deepcopy=False)))
-                if remaining <= 0:
-                    return
                 if sw.tracker.failure is not None:  # every pack left would fail alike
                     raise sw.tracker.failure
-                asked = [study.ask() for _ in range(min(k, remaining))]
+                with sw.lock:  # counted and started as one step across processes (`budget.optimize_one`)
+                    # WAITING (queued) trials are not counted: ask() hands them out first, so they run
+                    remaining = sw.n_trials - len(spent(study.get_trials(deepcopy=False)))
+                    if remaining <= 0:
+                        return
+                    asked = [study.ask() for _ in range(min(k, remaining))]
             _run_pack(objective, [PackedTrial(objective, t) for t in asked])
     finally:
         objective.close()  # every run published and closed
