@@ -138,8 +138,9 @@ class Objective:
         if self.on_epoch is not None:
             self.on_epoch(trial, record)
         value = record[metric]
-        if not math.isfinite(loss := record["train_loss"]):  # the loop would end it next: no report, no value
-            raise StopTrial(epoch, "diverging", f"train_loss became {loss} at epoch {epoch}")
+        for key in dict.fromkeys(("train_loss", metric)):  # the loop would end it next / Optuna would FAIL it
+            if not math.isfinite(record[key]):
+                raise StopTrial(epoch, "diverging", f"{key} became {record[key]} at epoch {epoch}")
         if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves_of(records), self.thresholds)) is not None:
             raise StopTrial(epoch, "diverging", verdict.reason)
         trial.report(value, epoch)

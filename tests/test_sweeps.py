@@ -329,6 +329,30 @@ def test_bad_input_creates_nothing(tmp_path: Path, sweeps_home: Path, cifar_root
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask() outside Study.optimize
+def test_a_nonfinite_objective_ends_the_trial_as_diverging(tmp_path: Path, sweeps_home: Path, cifar_root: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """val_auc is NaN where the probabilities are not finite. As the objective it was reported and returned:
+    Optuna told the trial FAIL (which the budget took for an interrupted trial and re-ran) while its MLflow
+    run closed FINISHED. It now ends PRUNED (diverging), like a NaN training loss."""
+    from sweeps.driver import open_sweep
+    from sweeps.objective import StopTrial
+    from training import RECORD_KEYS
+
+    monkeypatch.chdir(tmp_path)
+    sw, _ = open_sweep(["+sweep=lr", "sweep.objective.metric=val_auc", *SMALL])
+    objective = sw.objective()
+    trial = sw.study.ask()
+    values, run_id = objective.start(trial)
+    record = {**{k: 0.5 for k in RECORD_KEYS}, "epoch": 1, "train_loss": 2.2, "val_auc": math.nan}
+    with pytest.raises(StopTrial) as stop:
+        objective.after_epoch(trial, run_id, record, [], 2)
+    assert (stop.value.reason, stop.value.detail) == ("diverging", "val_auc became nan at epoch 1")
+    objective.close_trial(trial, run_id, "PRUNED", stop.value.tags(), [record])
+    objective.close()
+    assert sw.tracker.client.get_run(run_id).data.tags["sweep.pruned_reason"] == "diverging"
+
+
 SWEEP_FILES = sorted(f.stem for f in (Path(__file__).parents[1] / "conf" / "sweep").glob("[!_]*.yaml"))
 
 
