@@ -89,13 +89,20 @@ class StudyLock:
         self._conn.execute(text(statement), self._params)
 
     def acquire(self) -> None:
-        self._file.acquire() if self._file is not None else self._sql(self._lock)
+        if self._file is not None:
+            self._file.acquire()
+        else:
+            self._sql(self._lock)
         self.held = True
 
     def release(self) -> None:
-        if self.held:
-            self.held = False
-            self._file.release() if self._file is not None else self._sql(self._unlock)
+        if not self.held:
+            return
+        self.held = False
+        if self._file is not None:
+            self._file.release()
+        else:
+            self._sql(self._unlock)
 
     def __enter__(self) -> "StudyLock":
         self.acquire()

@@ -133,7 +133,10 @@ class Tracker:
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        return self._new_parent(study)
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{study} sweep", tags={"sweep.role": PARENT_ROLE, "sweep.study": study}
+        )
+        return run.info.run_id
 
     def missing_run(self, run_id: str) -> str | None:
         """Why `run_id` cannot be this experiment's parent run (deleted, or not in this store), else None."""
@@ -148,12 +151,6 @@ class Tracker:
         if info.experiment_id != self.experiment_id:
             return "belongs to another experiment"
         return None
-
-    def _new_parent(self, study: str) -> str:
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"{study} sweep", tags={"sweep.role": PARENT_ROLE, "sweep.study": study}
-        )
-        return run.info.run_id
 
     # ----------------------------------------------------------------- trial runs
 
