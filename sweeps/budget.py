@@ -23,6 +23,12 @@ from sweeps.storage import StudyLock
 FAILURE_ATTR = "failure"  # user attr of a FAIL trial: oom, exception or interrupted (absent: its process died)
 RETRY_ATTR = "retry_of"  # user attr of a re-run: the number of the interrupted trial it repeats
 FAILED_BY_ITSELF = ("oom", "exception")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def finished(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials that have ended, however."""
+    return study.get_trials(deepcopy=False, states=FINISHED)
 
 
 def interrupted(t: FrozenTrial) -> bool:

@@ -4,14 +4,14 @@ Everything that can be wrong with the input is checked before a study or run is 
 config and search space, the dataset's presence, the tracking URI, then the storage. Trials run
 in this process (`sweep.n_workers=1`) or in worker processes on this machine (`sweeps.workers`); the
 study ends when it holds `sweep.n_trials` trials that count (`sweeps.budget`: interrupted ones do
-not), whoever ran them, so re-running resumes it and first re-runs the interrupted trials.
+not), whoever ran them, so re-running resumes it and first re-runs the interrupted trials. What the
+user reads (a line per trial, progress bars, the closing report) is written by `sweeps.report`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +21,12 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Console
-from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
-)
 
-from sweeps.budget import RETRY_ATTR, interrupted, optimize_one, queue_retries, spent
+from sweeps.budget import FINISHED, finished, optimize_one, queue_retries, spent
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
+from sweeps.report import console, progress, report_sweep, trial_line
 from sweeps.settings import check_settings
 from sweeps.space import SearchSpace
 from sweeps.storage import WORKER_ATTR, StudyLock, fail_dead_trials, mask, open_storage, worker_id
@@ -47,11 +44,9 @@ RUNTIME_KEYS = ("data.root", "data.cache_dir", "data.download", "train.device", 
                 "train.eval_batch_size")  # fmt: skip
 PARENT_WAIT_S = 30.0  # how long a process that did not create the study waits for its parent run
 WORKER_ENV = "SWEEPS_WORKER_OVERRIDES"  # overrides handed to worker processes (not on their command line)
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 EXIT_STORE_LOST = 3  # the exit status of a sweep (or worker) stopped because the MLflow or Optuna store failed
 SWEEPS = ("lr", "schedule", "clip", "reg", "full")
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # the driver prints its own line per trial, with the error
 
 
@@ -251,41 +246,11 @@ def reconcile(sw: Sweep) -> None:
 # --------------------------------------------------------------------------- running trials
 
 
-def finished(study: optuna.Study) -> list[FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=FINISHED)
-
-
-def trial_line(t: FrozenTrial, metric: str) -> str:
-    params = _params_text(t.params)
-    value = f"{metric} {t.value:.4f}" if t.value is not None else t.user_attrs.get("triage", "")
-    seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0
-    why = f"  ({t.user_attrs['error']})" if "error" in t.user_attrs else ""
-    again = f"  (re-runs interrupted trial {t.user_attrs[RETRY_ATTR]})" if RETRY_ATTR in t.user_attrs else ""
-    return f"trial {t.number:3d}  {t.state.name:8s}  {value:16s}  {seconds:6.1f}s  {params}{why}{again}"
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    """`key=value` per sampled value, 3 digits; an optional knob switched off reads `key=off`."""
-    def text(k: str, v: Any) -> str | None:
-        if k.endswith(".on"):  # on: its value follows under the knob's own key
-            return None if v else f"{k.removesuffix('.on')}=off"
-        return f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-
-    return "  ".join(t for k, v in params.items() if (t := text(k, v)) is not None)
-
-
-def _progress() -> Progress:
-    """Bars of trials (and epochs): done/total, elapsed, and the time left at the average pace so far."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("left"), TimeRemainingColumn(), console=console, transient=True,
-                    speed_estimate_period=24 * 3600)  # fmt: skip
-
-
 def run_in_process(sw: Sweep) -> None:
     """Trials one after another in this process (data loaded once), with progress bars."""
     metric = sw.job["sweep"]["objective"]["metric"]
     epochs = int(sw.job["train"]["epochs"])
-    with _progress() as bar:
+    with progress() as bar:
         trials = bar.add_task("trials", total=sw.n_trials, completed=len(spent(finished(sw.study))))
         epoch_bar = bar.add_task("epochs", total=epochs)
 
@@ -317,7 +282,7 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
     granted: set[int] = set()  # workers told `go` that have not asked again since
     starting: set[int] = set()  # workers spawned that have not asked yet: each will want one trial
     lost = False  # a worker exited because a store failed
-    with _progress() as bar:
+    with progress() as bar:
         task = bar.add_task("trials", total=sw.n_trials, completed=len(spent(finished(sw.study))))
         try:
             while True:
@@ -421,7 +386,7 @@ def run(overrides: list[str]) -> int:
                       "once the store answers")  # fmt: skip
         return EXIT_STORE_LOST
     reconcile(sw)
-    report(sw, run_dir, list(cfg.hydra.overrides.task))
+    report_sweep(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(spent(sw.study.get_trials(deepcopy=False))) >= sw.n_trials
     sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not by_user else "KILLED")
     return 130 if by_user else 0
@@ -436,29 +401,6 @@ def store_lost(sw: Sweep) -> Exception | None:
     return None
 
 
-def rerun_command(overrides: list[str], values: dict[str, Any]) -> str:
-    """`python -m training fit ...` that trains a trial alone: the sweep's overrides of the training
-    groups, then the trial's sampled values (`++`: `scheduler=none` has no `step_size` to override)."""
-    keep = [o for o in overrides if _override_key(o).split(".")[0].split("/")[0] in TRIAL_GROUPS
-            and _override_key(o) not in values]  # fmt: skip
-    sampled = [f"++{k}={_hydra_value(v)}" for k, v in values.items()]
-    return shlex.join(["python", "-m", "training", "fit", *keep, *sampled])
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _hydra_value(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, list | tuple):
-        return "[" + ",".join(_hydra_value(x) for x in v) + "]"
-    return repr(v) if isinstance(v, float) else str(v)
-
-
 def _log_parent(sw: Sweep, run_dir: Path) -> None:
     params = flatten({k: v for k, v in sw.job["sweep"].items() if k != "space"}, "sweep.")
     existing = sw.tracker.client.get_run(sw.parent_run_id).data.params
@@ -467,35 +409,4 @@ def _log_parent(sw: Sweep, run_dir: Path) -> None:
         sw.tracker.log_params(sw.parent_run_id, new)
     sw.tracker.client.log_artifact(sw.parent_run_id, str(run_dir / ".hydra" / "config.yaml"))
 
-
-def report(sw: Sweep, run_dir: Path, overrides: list[str]) -> None:
-    """Best trial and the command that re-runs it, counts, where to look; then triage's summary."""
-    study, job = sw.study, sw.job
-    metric = job["sweep"]["objective"]["metric"]
-    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in FINISHED}
-    cut = sum(interrupted(t) for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-    console.print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
-                  + (f" ({cut} interrupted, not counted toward sweep.n_trials)" if cut else ""))
-    if counts["COMPLETE"]:
-        best = study.best_trial
-        console.print(f"best trial {best.number}: {metric} {best.value:.4f}  {_params_text(best.params)}")
-        if (values := sw.space.values_of(best.params)) is not None:
-            command = rerun_command(overrides, values)
-            console.print(f"re-run it: {command}")
-            sw.tracker.client.set_tag(sw.parent_run_id, "sweep.best_rerun", command)
-    elif sum(counts.values()):
-        console.print("[yellow]no trial completed, so there is no best one; triage below says how the trials ended[/]")
-    uri, storage = mask(job["tracking"]["uri"]), mask(job["sweep"]["storage"])
-    if uri.startswith(("http://", "https://")):
-        console.print(f"MLflow experiment '{study.study_name}':  {uri.rstrip('/')}/#/experiments/{sw.tracker.experiment_id}")
-    else:
-        console.print(f"MLflow experiment '{study.study_name}':  mlflow ui --backend-store-uri {uri}")
-    if not storage.startswith("journal"):
-        console.print(f"Optuna study '{study.study_name}':  optuna-dashboard {storage}")
-    if finished(study):
-        import triage
-
-        triage.summarize(study.study_name, tracking_uri=job["tracking"]["uri"], out_dir=run_dir,
-                         parent_run_id=sw.parent_run_id, study=study, console=console,
-                         thresholds=triage.thresholds.thresholds_from_mapping(job["triage"]))  # fmt: skip
 

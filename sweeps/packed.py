@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from sweeps.budget import spent
 from sweeps.objective import Objective, StopTrial
+from sweeps.report import console, trial_line
 from sweeps.storage import fail_stale_trials
 from training import TrialConfig, resolve_device
 from training.config import ConfigError
@@ -117,7 +118,7 @@ class PackedTrial:
                     frozen = study.tell(self.trial, self.value)
             else:
                 frozen = study.tell(self.trial, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
-            _print_line(frozen, self.objective.sweep["objective"]["metric"])
+            console.print(trial_line(frozen, self.objective.sweep["objective"]["metric"]))
 
 
 def _run_pack(objective: Objective, trials: list[PackedTrial]) -> None:
@@ -163,8 +164,3 @@ def _train_group(objective: Objective, group: list[PackedTrial]) -> None:
                 t.fail(e)
     # Ctrl-C goes on to `_run_pack`, which fails every trial still running and stops the sweep
 
-
-def _print_line(frozen: FrozenTrial, metric: str) -> None:
-    from sweeps.driver import console, trial_line  # the driver imports this module
-
-    console.print(trial_line(frozen, metric))

@@ -59,6 +59,6 @@ def test_an_interrupted_trial_outside_a_narrowed_space_is_not_run_again() -> Non
 
 def test_a_trial_line_says_which_optional_knobs_are_off() -> None:
     """The reg sweep's trial with both penalties off printed no params at all."""
-    from sweeps.driver import _params_text
+    from sweeps.report import params_text
 
-    assert _params_text({"train.l1.on": False, "train.l2.on": True, "train.l2": 0.000114}) == "train.l1=off  train.l2=0.000114"
+    assert params_text({"train.l1.on": False, "train.l2.on": True, "train.l2": 0.000114}) == "train.l1=off  train.l2=0.000114"
