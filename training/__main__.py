@@ -66,7 +66,8 @@ def cmd_fit(overrides: list[str]) -> int:
         print(f"trial ended: {result.message}", file=sys.stderr)
         return 3
     best = max(r["val_acc"] for r in result.records)
-    print(f"completed {len(result.records)} epochs; best val_acc {best:.4f}; metrics in {run_dir / 'metrics.jsonl'}")
+    n = len(result.records)
+    print(f"completed {n} epoch{'' if n == 1 else 's'}; best val_acc {best:.4f}; metrics in {run_dir / 'metrics.jsonl'}")
     return 0
 
 
