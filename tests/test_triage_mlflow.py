@@ -375,3 +375,29 @@ def test_counts_say_how_many_runs_were_judged_on_one_epoch(store: str) -> None:
         log_run(client, exp, curves, {"train.epochs": "12"}, tags, "KILLED" if trial >= 2 else "FINISHED")
     s = summarize("short", store, write=False, console=_quiet())
     assert _lines(s)["counts"] == "4 healthy (2 too short to judge)"
+
+
+def test_explain_judges_a_run_with_its_sweep_as_summarize_does(store: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """A trial pruned after one exploded epoch is diverging among its sweep's trials (rule `peers`);
+    `explain` read it alone and said "too short to judge" while the run's tag said diverging."""
+    from triage.cli import main
+
+    client = MlflowClient(store)
+    exp = client.create_experiment("exploded")
+    parent = client.create_run(exp, tags={"sweep.role": "parent"}).info.run_id
+    for trial in range(5):
+        tags = {"sweep.trial": str(trial), "sweep.state": "COMPLETE"}
+        curves = {"train_loss": [2.30, 2.1, 1.9], "val_acc": [0.15, 0.2, 0.25]}
+        if trial == 4:  # lr 4.6 in a full sweep measured here: pruned at epoch 1
+            tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner"})
+            curves = {"train_loss": [78.0], "val_acc": [0.1]}
+        rid = log_run(client, exp, curves, {"train.epochs": "3"}, tags, "KILLED" if trial == 4 else "FINISHED", parent)
+    log_run(client, exp, {"train_loss": [2.3]}, {}, {})  # another run of the experiment, outside the sweep
+    s = summarize("exploded", store, parent_run_id=parent, out_dir=tmp_path, console=_quiet())
+    assert s.verdicts[rid].label == "diverging" and s.verdicts[rid].rule == "peers"
+    assert client.get_run(rid).data.tags["triage"] == "diverging"
+    capsys.readouterr()
+    assert main(["explain", rid[:8], "--tracking-uri", store]) == 0
+    shown = capsys.readouterr().out
+    assert "diverging (confidence" in shown and "rule peers" in shown and "the 5 runs judged with it" in shown, shown

@@ -55,14 +55,15 @@ def explain(run_id: str, tracking_uri: str | None, names: MetricNames) -> int:
     from rich.console import Console
 
     from .features import curve_stats
-    from .mlflow_io import client_for, read_run
+    from .mlflow_io import client_for, read_with_siblings
     from .rules import classify_many
     from .thresholds import load_thresholds
 
     client = client_for(tracking_uri or default_tracking_uri())
-    run = read_run(client, run_id, names)
+    run, judged_with = read_with_siblings(client, run_id, names)
     th = load_thresholds()
-    v = classify_many([run.curves], th, [run.meta()])[0]
+    verdicts = classify_many([r.curves for r in judged_with], th, [r.meta() for r in judged_with])
+    v = verdicts[[r.run_id for r in judged_with].index(run.run_id)]
     con = Console()
     con.print(f"[bold]{run.label_name}[/] ({run.run_id}, {run.state})")
     con.print(f"[bold]{v.label}[/] (confidence {v.confidence:.2f}, rule {v.rule}): {v.reason}")

@@ -237,6 +237,15 @@ def read_runs(client: Any, experiment_id: str, names: MetricNames, parent_run_id
     return records
 
 
+def read_with_siblings(client: Any, run_id: str, names: MetricNames) -> tuple[RunRecord, list[RunRecord]]:
+    """One run and the runs ``summarize`` judges it with (its sweep's trials, else its experiment's runs), so
+    that ``triage explain`` gives the verdict the tags hold (a 1-2 epoch run is compared with the others)."""
+    run = read_run(client, run_id, names)
+    exp = client.get_run(run.run_id).info.experiment_id
+    runs = read_runs(client, exp, names, run.tags.get("mlflow.parentRunId"))
+    return run, [r for r in runs if not r.is_parent]
+
+
 def read_run(client: Any, run_id: str, names: MetricNames) -> RunRecord:
     """One run with its curves (for ``triage explain``)."""
     from mlflow.exceptions import MlflowException
