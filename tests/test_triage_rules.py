@@ -127,6 +127,8 @@ def test_empty_missing_and_one_epoch_curves() -> None:
     assert "val_loss ended at 6.18, 160% above its minimum at epoch 1" in two.reason, two.reason
     assert two.label == "healthy" and two.rule == "short" and two.confidence <= 0.3  # the loss barely moved
     assert "too short to tell a slow start from a plateau" in two.reason
+    rose = classify({"train_loss": [2.25, 2.39], "val_loss": [2.32, 2.27], "val_acc": [0.11, 0.13]}, pruned=True)
+    assert rose.rule == "short" and "train_loss rose 6.2% (2.25 → 2.39)" in rose.reason, rose.reason  # not "fell -6.2%"
     fell = classify({"train_loss": [2.3, 1.9], "val_loss": [2.2, 1.8]})  # two epochs that did learn are judged
     assert fell.label == "healthy" and fell.rule == "healthy" and "fell 17%" in fell.reason, fell.reason
     assert classify({"train_loss": [2.3, 2.3 * 50]}).label == "diverging"  # two epochs, climbing

@@ -394,11 +394,12 @@ def _recent_epochs(n: int, th: Thresholds) -> int:
 
 
 def _healthy_reason(run: _Run, key: str, p: CurveStats) -> str:
-    reason = f"{key} fell {_pct(p.gain)} ({_f(p.start)} → {_f(p.tail)}) over {p.n} epochs{_val_note(run, key)}"
+    moved = f"fell {_pct(p.gain)}" if p.gain >= 0 else f"rose {_pct(-p.gain)}"
+    reason = f"{key} {moved} ({_f(p.start)} → {_f(p.tail)}) over {p.n} epochs{_val_note(run, key)}"
     acc = run.stats.get("val_acc") or run.stats.get("train_acc")
     if acc is not None:
         name = "val_acc" if run.stats.get("val_acc") is not None else "train_acc"
-        reason += f" ({name} {_f(acc.tail)})"
+        reason += f"; {name} {_f(acc.tail)} at the end"
     return reason
 
 
@@ -463,10 +464,11 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     of = _overfit(run, th)
     if of:
         return _verdict(run, th, OVERFIT, of[0], of[1], "overfit", **of[2])
-    if p.n == 2 and abs(p.gain) < th.plateau_min_gain:  # _plateau needs 3 epochs: say so rather than "healthy"
-        return _verdict(run, th, HEALTHY, 0.3, f"only 2 epochs were recorded: {key} barely moved ({_f(p.start)} → "
-                        f"{_f(p.tail)}, {_pct(abs(p.gain))}){_val_note(run, key)}; too short to tell a slow start "
-                        "from a plateau", "short")
+    if p.n == 2 and p.gain < th.plateau_min_gain:  # _plateau needs 3 epochs: say so rather than "healthy"
+        moved = (f"barely moved ({_f(p.start)} → {_f(p.tail)}, {_pct(abs(p.gain))})" if p.gain > -th.plateau_min_gain
+                 else f"rose {_pct(-p.gain)} ({_f(p.start)} → {_f(p.tail)})")  # fmt: skip
+        return _verdict(run, th, HEALTHY, 0.3, f"only 2 epochs were recorded: {key} {moved}{_val_note(run, key)}; "
+                        "too short to tell a slow start from a plateau", "short")
     pl = _plateau(run, key, p, th)
     if pl:
         return _verdict(run, th, PLATEAU, pl[0], pl[1], pl[2], gain=p.gain, recent_gain=p.recent_gain)
