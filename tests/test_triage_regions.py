@@ -83,8 +83,8 @@ def test_importances_that_optuna_can_only_make_equal_become_a_note() -> None:
         few = _importances(study(1))
         importances, note = _importances(study(30))
     assert not shown  # Optuna's warning becomes the note, not noise on the user's terminal
-    assert few == (None, "no hyperparameter importances: The number of trials is too small to compute importances. "
-                         "Parameter importances will be equal.")  # fmt: skip
+    assert few == (None, "no hyperparameter importances: too few complete trials to rank the params (Optuna: The "
+                         "number of trials is too small to compute importances. Parameter importances will be equal.)")  # fmt: skip
     assert note is None and importances is not None and importances["lr"] > importances["l2"]
 
 

@@ -133,7 +133,7 @@ def _importances(study: Any) -> tuple[dict[str, float] | None, str | None]:
     said = [str(w.message).splitlines()[0] for w in caught]
     equal = next((m for m in said if "importances will be equal" in m.lower()), None)
     if equal:
-        return None, f"no hyperparameter importances: {equal}"
+        return None, f"no hyperparameter importances: too few complete trials to rank the params (Optuna: {equal})"
     return importances, (f"hyperparameter importances are rough: {said[0]}" if said else None)
 
 
