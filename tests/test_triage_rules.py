@@ -320,6 +320,31 @@ def test_constant_predictions_after_a_gradient_explosion_is_diverging() -> None:
     assert classify(scaled).label == "diverging"  # scale-invariant
 
 
+# A real run (python -m sweeps run +sweep=lr, 5 epochs × 5,000 images, SGD lr 0.195, trial 1): it learned in
+# epoch 1 (train_acc 0.22), spiked (val_loss 5.3), then sat at chance with the loss above its first epoch.
+# It read "plateau: train_loss never improved", whose advice (raise the learning rate) points the wrong way.
+LEARNED_THEN_COLLAPSED = dict(
+    train_loss=[2.1558, 2.5341, 2.3132, 2.3079, 2.3142],
+    val_loss=[5.2798, 2.2913, 2.306, 2.3119, 2.2844],
+    train_acc=[0.2216, 0.1076, 0.1082, 0.107, 0.1116],
+    val_acc=[0.103, 0.1152, 0.1002, 0.0998, 0.1286],
+    grad_norm=[1.4854, 3.5301, 0.4346, 0.1398, 0.5616],
+)
+
+
+def test_a_network_that_learned_and_then_collapsed_is_diverging() -> None:
+    v = classify(LEARNED_THEN_COLLAPSED)
+    assert v.label == "diverging" and v.rule == "collapsed", v
+    assert "train_acc fell from 0.222 at epoch 1 to 0.112 (lost 50%) while train_loss ended no lower than then" in v.reason
+    scaled = {k: [x * 100 for x in c] if k.endswith("loss") else c for k, c in LEARNED_THEN_COLLAPSED.items()}
+    assert classify(scaled).rule == "collapsed"  # scale-invariant in the loss
+    # the accuracy that fell while the training loss kept falling is overfitting's or noise's, not a collapse
+    still_fitting = {**LEARNED_THEN_COLLAPSED, "train_loss": [2.1558, 2.0, 1.9, 1.8, 1.75]}
+    assert classify(still_fitting).rule != "collapsed"
+    recovered = {**LEARNED_THEN_COLLAPSED, "train_acc": [0.2216, 0.1076, 0.1082, 0.107, 0.2]}  # back at the end
+    assert classify(recovered).rule != "collapsed"
+
+
 def test_pruned_note_only_for_the_pruners_stops() -> None:
     """A stopped run's reason names the pruner by default; an explicit empty note (triage's own stop) does not."""
     stuck = {"train_loss": [2.31, 2.30, 2.30, 2.30, 2.30], "val_loss": [2.30] * 5}

@@ -11,6 +11,7 @@
                shrank back after an explosion without the accuracy moving in any epoch; a run of
                1-2 epochs whose loss never came within 10× of where the runs judged with it start
 3. oscillating the training loss keeps going up and down by large relative steps
+   diverging   (then) the accuracy fell far from its peak and stayed there while the loss got no lower
 4. overfit     val_loss turned up well past its minimum while train_loss kept falling
 5. plateau     the loss stopped improving early, far from where it could be
 6. unconverged the objective was still falling fast when the budget ended
@@ -317,6 +318,28 @@ def _constant_predictions(run: _Run, key: str, p: CurveStats, th: Thresholds) ->
     return PLATEAU, 0.8, what
 
 
+def _collapsed(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
+    """The network learned, then lost it: the accuracy (train, else val) fell from its peak by ≥
+    ``collapse_acc_drop`` and ≥ ``collapse_acc_share`` of it, for the whole tail window, while the loss
+    ended no lower than at that peak. A spike too small for ``_dead`` that still killed the network."""
+    x = run.curves[key]
+    k = tail_window(p.n, th)
+    for name in ("train_acc", "val_acc"):
+        acc = run.curves.get(name)
+        if acc is None or len(acc) != p.n or p.n < 3:
+            continue
+        i = int(np.argmax(acc))
+        peak, after = float(acc[i]), float(acc[-k:].max())
+        if i >= p.n - k or peak <= 0 or p.tail < x[i]:
+            continue
+        share = (peak - after) / peak
+        if peak - after >= th.collapse_acc_drop and share >= th.collapse_acc_share:
+            return _conf(share, th.collapse_acc_share, 2 * th.collapse_acc_share), (
+                f"{name} fell from {_f(peak)} at epoch {i + 1} to {_f(after)} (lost {_pct(share)}) while {key} ended "
+                f"no lower than then ({_f(x[i])} → {_f(p.tail)}): the network learned, then collapsed")
+    return None
+
+
 # --- the other shapes -------------------------------------------------------------------------
 
 def _oscillating(key: str, s: CurveStats, th: Thresholds) -> tuple[float, str] | None:
@@ -461,6 +484,9 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     hit = _oscillating(key, p, th)
     if hit:
         return _verdict(run, th, OSCILLATING, hit[0], hit[1], "oscillating", variation=p.osc_var, rises=p.osc_ups)
+    hit = _collapsed(run, key, p, th)
+    if hit:
+        return _verdict(run, th, DIVERGING, hit[0], hit[1], "collapsed")
     of = _overfit(run, th)
     if of:
         return _verdict(run, th, OVERFIT, of[0], of[1], "overfit", **of[2])

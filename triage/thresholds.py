@@ -40,6 +40,8 @@ class Thresholds:
     dead_short_ratio: float = MISSING
     grad_explode_ratio: float = MISSING
     frozen_grad_ratio: float = MISSING
+    collapse_acc_drop: float = MISSING
+    collapse_acc_share: float = MISSING
     osc_variation: float = MISSING
     osc_amplitude: float = MISSING
     osc_min_ups: int = MISSING
