@@ -124,13 +124,14 @@ class Objective:
         cfg = self.trial_config(values)
         value = math.nan
         for record in train_epochs(cfg, self.data(cfg)):
-            value = self.after_epoch(trial, run_id, record, records, cfg.train.epochs)
+            value = self.after_epoch(trial, run_id, record, records, cfg.train.epochs, cfg.scheduler.warmup_epochs)
         return value
 
     def after_epoch(self, trial: optuna.Trial, run_id: str, record: Mapping[str, float],
-                    records: list[Mapping[str, float]], epochs: int) -> float:  # fmt: skip
+                    records: list[Mapping[str, float]], epochs: int, warmup: int = 0) -> float:  # fmt: skip
         """Append and log one epoch; raise StopTrial when the loss went NaN/inf, triage's online stop or
-        the pruner ends the trial. Returns the objective metric's value."""
+        the pruner ends the trial (not during its `warmup` epochs of lr warm-up: the pruner would compare
+        it with trials at their full lr). Returns the objective metric's value."""
         metric = self.sweep["objective"]["metric"]
         epoch = int(record["epoch"])
         records.append(record)
@@ -144,7 +145,7 @@ class Objective:
         if self.sweep["online_triage"] and (verdict := triage.online_verdict(curves_of(records), self.thresholds)) is not None:
             raise StopTrial(epoch, "diverging", verdict.reason)
         trial.report(value, epoch)
-        if epoch < epochs and trial.should_prune():  # after the last epoch there is nothing to save
+        if warmup < epoch < epochs and trial.should_prune():  # after the last epoch there is nothing to save
             raise StopTrial(epoch, "pruner", f"{metric}={value:.4g} at epoch {epoch} trails the other trials")
         return value
 

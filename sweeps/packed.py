@@ -93,7 +93,8 @@ class PackedTrial:
         """Log an epoch; the StopTrial that ends the trial (online triage, pruner), or None."""
         assert self.cfg is not None
         try:
-            self.value = self.objective.after_epoch(self.trial, self.run_id, record, self.records, self.cfg.train.epochs)
+            self.value = self.objective.after_epoch(self.trial, self.run_id, record, self.records, self.cfg.train.epochs,
+                                                    self.cfg.scheduler.warmup_epochs)
         except StopTrial as e:
             return e
         return None
