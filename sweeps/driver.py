@@ -173,6 +173,20 @@ def _check_keys(space: SearchSpace, typed: DictConfig) -> None:
             raise ConfigError(f"sweep.space.{key}: not a training config key (e.g. optimizer.lr, train.clip_theta)")
 
 
+def idle_schedules(space: SearchSpace, epochs: int) -> list[str]:
+    """Values of the space whose lr schedule never acts within `epochs` (milestones [5, 8] in 6 epochs):
+    the conf/sweep files assume the default 10 epochs."""
+    notes = []
+    for p in space.params:
+        if p.key == "scheduler.milestones" and (late := [c for c in p.choices if max(c, default=0) >= epochs]):
+            notes.append(f"sweep.space.scheduler.milestones: {', '.join(map(str, late))} reach train.epochs={epochs}, "
+                         "so their last lr piece never runs")
+        elif p.key == "scheduler.step_size" and p.high is not None and p.high >= epochs:
+            notes.append(f"sweep.space.scheduler.step_size goes up to {int(p.high)}: a step of train.epochs={epochs} or "
+                         "more never lowers the lr")
+    return notes
+
+
 def check_objective(objective: dict[str, Any]) -> None:
     """The objective must be a metric every epoch records, maximized or minimized."""
     metrics = [k for k in RECORD_KEYS if k != "epoch"]
@@ -355,6 +369,8 @@ def run(overrides: list[str]) -> int:
     run_dir = write_run_dir(cfg)
     name = sw.job["sweep"]["study_name"]
     console.print(f"study [bold]{name}[/] in {mask(sw.job['sweep']['storage'])}; run directory {run_dir}")
+    for note in idle_schedules(sw.space, int(sw.job["train"]["epochs"])):
+        console.print(f"[yellow]{note}[/]")
     _log_parent(sw, run_dir)
     reconcile(sw)
     again, outside = queue_retries(sw.study, sw.space.contains)

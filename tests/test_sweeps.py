@@ -383,6 +383,22 @@ def test_the_pruner_waits_for_a_trials_lr_warmup(tmp_path: Path, sweeps_home: Pa
     objective.close()
 
 
+def test_schedule_values_that_never_act_within_the_epochs_are_named() -> None:
+    """`+sweep=schedule train.epochs=6` sampled milestones [5, 8] and [3, 6] silently: their last lr piece
+    never ran. The sweep now says so when it starts (a note: the space is still valid)."""
+    from omegaconf import OmegaConf
+
+    from sweeps.driver import idle_schedules
+    from sweeps.space import SearchSpace
+
+    conf = Path(__file__).parents[1] / "conf" / "sweep"
+    space = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(conf / "schedule.yaml").space))
+    assert idle_schedules(space, 10) == []  # the epochs the sweep files are written for
+    assert idle_schedules(space, 6) == ["sweep.space.scheduler.milestones: [3, 6], [5, 8] reach train.epochs=6, "
+                                        "so their last lr piece never runs"]  # fmt: skip
+    assert "step_size goes up to 5: a step of train.epochs=4 or more never lowers the lr" in idle_schedules(space, 4)[0]
+
+
 SWEEP_FILES = sorted(f.stem for f in (Path(__file__).parents[1] / "conf" / "sweep").glob("[!_]*.yaml"))
 
 
