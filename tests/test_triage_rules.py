@@ -343,6 +343,8 @@ def test_a_network_that_learned_and_then_collapsed_is_diverging() -> None:
     assert classify(still_fitting).rule != "collapsed"
     recovered = {**LEARNED_THEN_COLLAPSED, "train_acc": [0.2216, 0.1076, 0.1082, 0.107, 0.2]}  # back at the end
     assert classify(recovered).rule != "collapsed"
+    val_only = {k: LEARNED_THEN_COLLAPSED[k] for k in ("val_loss", "val_acc")}  # no training loss: could be overfitting
+    assert classify({**val_only, "val_acc": [0.3, 0.25, 0.2, 0.18, 0.17]}).rule != "collapsed"
 
 
 def test_pruned_note_only_for_the_pruners_stops() -> None:

@@ -321,7 +321,10 @@ def _constant_predictions(run: _Run, key: str, p: CurveStats, th: Thresholds) ->
 def _collapsed(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:
     """The network learned, then lost it: the accuracy (train, else val) fell from its peak by ≥
     ``collapse_acc_drop`` and ≥ ``collapse_acc_share`` of it, for the whole tail window, while the loss
-    ended no lower than at that peak. A spike too small for ``_dead`` that still killed the network."""
+    ended no lower than at that peak. A spike too small for ``_dead`` that still killed the network. Needs
+    the training loss: a validation loss that rises while the accuracy falls may be overfitting."""
+    if key != "train_loss":
+        return None
     x = run.curves[key]
     k = tail_window(p.n, th)
     for name in ("train_acc", "val_acc"):
