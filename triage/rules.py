@@ -329,7 +329,7 @@ def _collapsed(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[floa
     k = tail_window(p.n, th)
     for name in ("train_acc", "val_acc"):
         acc = run.curves.get(name)
-        if acc is None or len(acc) != p.n or p.n < 3:
+        if acc is None or len(acc) != p.n or p.n < 3 or not np.isfinite(acc).all():
             continue
         i = int(np.argmax(acc))
         peak, after = float(acc[i]), float(acc[-k:].max())
