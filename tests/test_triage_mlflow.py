@@ -174,8 +174,10 @@ def test_a_trial_stopped_at_its_last_epoch_saved_nothing() -> None:
         tags = {"sweep.pruned_epoch": str(stopped), "sweep.pruned_reason": "diverging"}
         return RunRecord(f"r{stopped}", "", "KILLED", {"train.epochs": "6"}, tags, curves={"train_loss": np.ones(stopped)})
 
-    assert str(epochs_saved([run(6)])) == "no trial was stopped early"  # NaN in the last epoch: no epoch saved
-    assert str(epochs_saved([run(6), run(2)])) == "4 epochs saved, 33% of the 12 planned: 4 by diverging (1 trial)"
+    # NaN in the last epoch: no epoch saved, but the PRUNED trial is accounted for (it read "no trial was stopped early")
+    assert str(epochs_saved([run(6)])) == "no epochs saved: 1 trial stopped at the last epoch"
+    assert str(epochs_saved([run(6), run(2)])) == ("4 epochs saved, 33% of the 12 planned: 4 by diverging (1 trial); "
+                                                   "1 trial stopped at the last epoch")
 
 
 def test_nonfinite_tag_and_real_nan_read_the_same(store: str) -> None:

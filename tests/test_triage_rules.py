@@ -347,6 +347,29 @@ def test_a_network_that_learned_and_then_collapsed_is_diverging() -> None:
     assert classify({**val_only, "val_acc": [0.3, 0.25, 0.2, 0.18, 0.17]}).rule != "collapsed"
 
 
+# A real run (python -m sweeps run +sweep=lr optimizer=adam, 5 epochs × 2,000 images, lr 2.24, trial 7):
+# the loss exploded to 1.8e8 and sank back to 2.48 while val_acc stayed at chance. It read
+# "healthy 0.95: train_loss fell 100%", because 0.1 - 0.098 is not <= 0.002 in floating point.
+EXPLODED_AND_SANK = dict(
+    train_loss=[180900000.0, 1629.0, 5027.0, 3.475, 2.478],
+    val_loss=[3651.0, 13910.0, 3.45, 2.49, 2.372],
+    train_acc=[0.0975, 0.1055, 0.0995, 0.0925, 0.1105],
+    val_acc=[0.1, 0.098, 0.1, 0.1, 0.1],
+    grad_norm=[8125000.0, 1295.0, 3384.0, 4.325, 0.184],
+)
+
+
+def test_a_loss_that_sank_back_from_an_explosion_without_learning_is_diverging() -> None:
+    v = classify(EXPLODED_AND_SANK)
+    assert v.label == "diverging" and "val_acc frozen at 0.1" in v.reason, v
+    # a network still shaking after the explosion wiggles a few images: not frozen, but it never rose either
+    wiggling = {**EXPLODED_AND_SANK, "val_acc": [0.1, 0.096, 0.1, 0.104, 0.1]}
+    v = classify(wiggling)
+    assert v.label == "diverging" and "val_acc never more than 0.004 above its first epoch (0.1)" in v.reason, v
+    learning = {**wiggling, "val_acc": [0.1, 0.12, 0.16, 0.2, 0.24]}  # the same loss with the accuracy rising
+    assert classify(learning).label != "diverging"
+
+
 def test_pruned_note_only_for_the_pruners_stops() -> None:
     """A stopped run's reason names the pruner by default; an explicit empty note (triage's own stop) does not."""
     stuck = {"train_loss": [2.31, 2.30, 2.30, 2.30, 2.30], "val_loss": [2.30] * 5}

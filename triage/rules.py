@@ -191,10 +191,11 @@ def _frozen_accuracy(run: _Run, lo: int, hi: int, th: Thresholds) -> tuple[bool,
     for name in ("val_acc", "train_acc"):
         acc, st = run.curves.get(name), run.stats.get(name)
         if acc is not None and len(acc) >= hi:
-            if st is not None and st.n == hi and hi - lo >= 1 and st.tail_max - st.tail_min > th.dead_acc_tol:
+            tol = th.dead_acc_tol + 1e-9  # inclusive: 0.1 - 0.098 is 0.0020000000000000018 in floating point
+            if st is not None and st.n == hi and hi - lo >= 1 and st.tail_max - st.tail_min > tol:
                 return False, ""  # it already moves within its tail window (cheap rejection)
             window = acc[lo:hi]
-            ok = len(window) > 0 and float(np.ptp(window)) <= th.dead_acc_tol and float(window.max()) <= th.dead_acc_max
+            ok = len(window) > 0 and float(np.ptp(window)) <= tol and float(window.max()) <= th.dead_acc_max
             return ok, f"{name} frozen at {_f(acc[hi - 1])}"
     return None
 
@@ -252,9 +253,10 @@ def _frozen_while_falling(run: _Run, key: str, p: CurveStats, th: Thresholds) ->
     if p.start < th.explode_ratio * p.tail and not grad:
         return None
     frozen = _frozen_accuracy(run, 0, p.n, th)
-    if frozen is None or not frozen[0]:
+    if frozen is not None and frozen[0]:
+        unmoved = f"{frozen[1]} in {'both epochs' if p.n == 2 else f'all {p.n} epochs'}"
+    elif (unmoved := _never_rose(run, p.n, th)) is None:
         return None
-    every = "both epochs" if p.n == 2 else f"all {p.n} epochs"
     if p.start >= th.explode_ratio * p.tail:
         conf = _conf(p.start / p.tail, th.explode_ratio, 10 * th.explode_ratio)
         how = f"exploded to {_f(p.start)} in epoch 1 ({_f(p.start / p.tail)}× epoch {p.n})"
@@ -263,7 +265,21 @@ def _frozen_while_falling(run: _Run, key: str, p: CurveStats, th: Thresholds) ->
         conf = _conf(g.peak / g.tail, th.grad_explode_ratio, 10 * th.grad_explode_ratio)
         how = (f"fell {_pct(p.gain)} ({_f(p.start)} → {_f(p.tail)}) after grad_norm exploded to {_f(g.peak)} at "
                f"epoch {g.peak_i + 1} ({_f(g.peak / g.tail)}× its final level)")
-    return conf, f"{key} {how} with {frozen[1]} in {every}: it learned nothing, the network died"
+    return conf, f"{key} {how} with {unmoved}: it learned nothing, the network died"
+
+
+def _never_rose(run: _Run, n: int, th: Thresholds) -> str | None:
+    """``val_acc never more than 0.004 above its first epoch (0.1)``: the accuracy (val, else train) did not
+    gain ``acc_learning`` in any epoch, at a level a constant prediction can reach; None when it did or
+    none is logged. Looser than frozen: a network still shaking after an explosion wiggles a few images."""
+    for name in ("val_acc", "train_acc"):
+        acc = run.curves.get(name)
+        if acc is not None and len(acc) == n and np.isfinite(acc).all():
+            gain = float(acc.max() - acc[0])
+            if gain < th.acc_learning and acc.max() <= th.dead_acc_max:
+                return f"{name} never more than {_f(gain)} above its first epoch ({_f(acc[0])})"
+            return None
+    return None
 
 
 def _grad_dead(run: _Run, key: str, p: CurveStats, th: Thresholds) -> tuple[float, str] | None:

@@ -35,17 +35,19 @@ class EpochsSaved:
     trials_by_reason: dict[str, int] = field(default_factory=dict)
     trained: int = 0     # epochs recorded over all runs
     planned: int = 0     # sum of train.epochs over the runs that have it
+    at_end: int = 0      # trials stopped at their last epoch (e.g. online triage): PRUNED, nothing saved
 
     @property
     def total(self) -> int:
         return sum(self.by_reason.values())
 
     def __str__(self) -> str:
+        late = f"{count_noun(self.at_end, 'trial')} stopped at the last epoch" if self.at_end else ""
         if not self.by_reason:
-            return "no trial was stopped early"
+            return f"no epochs saved: {late}" if late else "no trial was stopped early"
         parts = [f"{n} by {reason} ({count_noun(self.trials_by_reason[reason], 'trial')})" for reason, n in sorted(self.by_reason.items())]
         share = f", {100 * self.total / self.planned:.0f}% of the {self.planned} planned" if self.planned else ""
-        return f"{count_noun(self.total, 'epoch')} saved{share}: " + ", ".join(parts)
+        return f"{count_noun(self.total, 'epoch')} saved{share}: " + ", ".join(parts) + (f"; {late}" if late else "")
 
 
 @dataclass
@@ -88,7 +90,10 @@ def epochs_saved(runs: list[RunRecord]) -> EpochsSaved:
         if planned is not None:
             out.planned += planned
         stopped = _int(r.tags.get("sweep.pruned_epoch"))
-        if stopped is None or planned is None or stopped >= planned:  # stopped at its last epoch: nothing saved
+        if stopped is None or planned is None:
+            continue
+        if stopped >= planned:  # stopped at its last epoch: nothing saved
+            out.at_end += 1
             continue
         reason = r.tags.get("sweep.pruned_reason", "pruner")
         out.by_reason[reason] = out.by_reason.get(reason, 0) + planned - stopped
