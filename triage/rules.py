@@ -325,7 +325,7 @@ def _constant_predictions(run: _Run, key: str, p: CurveStats, th: Thresholds) ->
     frozen = _frozen_accuracy(run, p.n - k, p.n, th)
     if frozen is None or not frozen[0]:
         return None
-    what = f"{frozen[1]} for the last {k} epochs while {key} gained {_pct(max(p.gain, 0.0))} overall: it predicts a single class"
+    what = f"{frozen[1]} for the last {k} epochs while {key} fell only {_pct(max(p.gain, 0.0))} overall: it predicts a single class"
     g = run.stats.get("grad_norm")
     if g is not None and g.tail > 0 and g.peak >= th.frozen_grad_ratio * g.tail:
         conf = _conf(g.peak / g.tail, th.frozen_grad_ratio, 10 * th.frozen_grad_ratio)
