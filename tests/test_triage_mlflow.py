@@ -373,10 +373,13 @@ def test_counts_say_how_many_runs_were_judged_on_one_epoch(store: str) -> None:
         tags = {"sweep.trial": str(trial), "sweep.state": "COMPLETE"}
         if trial >= 2:  # pruned after its first epoch
             curves = {k: v[:1] for k, v in curves.items()}
-            tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner"})
-        log_run(client, exp, curves, {"train.epochs": "12"}, tags, "KILLED" if trial >= 2 else "FINISHED")
+            tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner",
+                         "sweep.error": "val_acc=0.1 at epoch 1 trails the other trials"})
+        rid = log_run(client, exp, curves, {"train.epochs": "12"}, tags, "KILLED" if trial >= 2 else "FINISHED")
     s = summarize("short", store, write=False, console=_quiet())
     assert _lines(s)["counts"] == "4 healthy (2 too short to judge)"
+    # the pruner's own words say more than "too short to judge" alone
+    assert s.verdicts[rid].reason.endswith("(stopped early by the pruner: val_acc=0.1 at epoch 1 trails the other trials).")
 
 
 def test_explain_judges_a_run_with_its_sweep_as_summarize_does(store: str, tmp_path: Path,

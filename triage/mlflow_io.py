@@ -68,7 +68,8 @@ class RunRecord:
             failure = "failed"  # other code: a FAILED run without a curve is crashed
         if self.tags.get("sweep.state") == "PRUNED":
             reason = self.tags.get("sweep.pruned_reason", "pruner")
-            note = "stopped early by the pruner" if reason == "pruner" else ""
+            why = self.tags.get("sweep.error")  # the pruner's own words: "val_acc=0.1 at epoch 1 trails the other trials"
+            note = ("stopped early by the pruner" + (f": {why}" if why else "")) if reason == "pruner" else ""
         else:
             note = {"RUNNING": "still running", "KILLED": "killed before the end"}.get(self.status, "")
         pruned = self.tags.get("sweep.state") == "PRUNED" or self.status in ("RUNNING", "KILLED")
