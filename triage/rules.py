@@ -8,8 +8,8 @@
 2. diverging   a non-finite loss or grad norm; a training loss that climbed and stayed up;
                a curve that exploded and then sat flat (a dead network), seen in the loss or
                in a grad norm that exploded while the loss stopped improving, or a loss that
-               shrank back after an explosion without the accuracy moving in any epoch; a run of
-               1-2 epochs whose loss never came within 10× of where the runs judged with it start
+               shrank back after an explosion while the accuracy never rose; a run of 1-2 epochs
+               whose loss never came within 10× of where the runs judged with it start
 3. oscillating the training loss keeps going up and down by large relative steps
    diverging   (then) the accuracy fell far from its peak and stayed there while the loss got no lower
 4. overfit     val_loss turned up well past its minimum while train_loss kept falling
@@ -17,9 +17,10 @@
 6. unconverged the objective was still falling fast when the budget ended
 7. healthy     none of the above
 
-Every statistic is a ratio of a curve with itself (see ``features``), or, for the one rule that
-compares runs (1-2 epoch runs only), with the median first epoch of the runs classified together, so the verdicts do not
-depend on the loss's scale or on the number of classes. Thresholds: ``conf/triage/default.yaml``.
+Every statistic is a ratio of a curve with itself (see ``features``) or, in the one rule that compares
+runs (1-2 epoch runs only), with the median first epoch of the runs classified together, so the
+verdicts do not depend on the loss's scale or on the number of classes. Thresholds:
+``conf/triage/default.yaml``.
 """
 
 from __future__ import annotations
