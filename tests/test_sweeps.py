@@ -129,7 +129,10 @@ def test_a_study_older_than_a_setup_key_resumes() -> None:
         _check_setup(study, False, {"train.epochs": 3, "sweep.objective.metric": "val_acc"})
 
 
-def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_resume_after_a_kill_or_ctrl_c_mid_trial(sig: int, tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
+    """A killed process (its trial failed on resume) and Ctrl-C (the sweep marks the trial interrupted and
+    exits 130 without a traceback) both leave a trial that the resume runs again first, with its params."""
     storage, tracking = stores(sweeps_home)
     data = ["data.train_size=2000", "data.val_size=200"]  # epochs long enough for the poll to see one mid-way
     args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=3", "train.epochs=4", *data,
@@ -160,8 +163,12 @@ def test_resume_after_sigkill_mid_trial(tmp_path: Path, sweeps_home: Path, cifar
         else:
             pytest.fail(f"the sweep never got mid-way through a second trial: {log.read_text()[-2000:]}")
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    if sig == signal.SIGINT:
+        said = log.read_text()
+        assert proc.returncode == 130 and "Traceback" not in said, said[-3000:]
+        assert "interrupted: trials still running are marked failed; re-run the same command to resume" in said
 
     resumed = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)
     assert f"trial {killed} was interrupted: run again first, with the same params" in resumed.stderr
