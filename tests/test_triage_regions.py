@@ -120,3 +120,18 @@ def test_a_change_toward_trials_that_failed_too_says_so() -> None:
     labels[0] = "healthy"  # one trial outside the diverging region did well: no caveat there
     rules = {r.label: r for r in failure_rules(params, labels, ["diverging", "plateau"], "optimizer.lr")}
     assert "failed too" not in rules["diverging"].suggestion, rules["diverging"].suggestion
+
+
+def test_a_label_on_nearly_every_trial_is_the_whole_space_not_a_band() -> None:
+    """A clip sweep at lr 0.5-5 measured here: 5 of 6 trials diverged and lr 3 stalled. The tree split at
+    the stalled trial and advised `optimizer.lr ≤ 2.38 → diverging (4 of 4 trials): raise the lower bound
+    of optimizer.lr above 2.38`, toward the one trial above it that diverged too."""
+    lrs = [1.77, 1.33, 4.6, 1.69, 0.589, 3.0]
+    clips = ["1.23", "6.07", "None", "None", "4.63", "None"]
+    params = [{"optimizer.lr": repr(lr), "train.clip_theta": c} for lr, c in zip(lrs, clips)]
+    labels = ["diverging"] * 5 + ["plateau"]
+    rules = failure_rules(params, labels, ["diverging", "plateau"], "optimizer.lr,train.clip_theta")
+    assert [str(r) for r in rules] == ["the whole search space → diverging (5 of 6 trials)"], [str(r) for r in rules]
+    assert rules[0].suggestion.startswith("every part of the search space has it: move or shrink the whole space")
+    every = failure_rules(params, ["diverging"] * 6, ["diverging"], "optimizer.lr,train.clip_theta")
+    assert [str(r) for r in every] == ["the whole search space → diverging (6 of 6 trials)"]

@@ -73,7 +73,7 @@ class Rule:
                 lo, hi = (c, other) if c.op == ">" else (other, c)
                 parts.append(f"{_fmt(float(lo.value))} < {c.param} ≤ {_fmt(float(hi.value))}")
                 done.add(c.param)
-        cond = " and ".join(parts) or "any params"
+        cond = " and ".join(parts) or "the whole search space"
         if self.also:  # the trials cannot tell these apart: say so rather than pick one silently
             cond += f" (or {' or '.join(map(str, self.also))}: the same trials)"
         return f"{cond} → {self.label} ({self.hits} of {self.support} trials)"
@@ -222,7 +222,7 @@ def _change(conds: Sequence[Condition]) -> str:
             parts.append(f"drop {c.param}={v}")
         else:
             parts.append(f"keep {c.param}={v}")
-    return " and ".join(parts) if parts else "no single param explains it"
+    return " and ".join(parts) if parts else "every part of the search space has it: move or shrink the whole space"
 
 
 def failure_rules(
@@ -249,7 +249,12 @@ def failure_rules(
     for label in failure_labels:
         y = (y_all == label).astype(int)
         total = int(y.sum())
-        if total == 0 or total == n:
+        if total == 0:
+            continue
+        if total * 4 >= 3 * n and total >= 2:  # (nearly) every trial: the whole space is the region
+            elsewhere = [str(lab) for lab in y_all[y == 0]]
+            rules.append(Rule(label, (), total, n, total, suggest(label, (), (), elsewhere, failure_labels)))
+        if total == n:
             continue
         tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=max(1, min(3, total // 2)),
                                       random_state=0).fit(x, y)
@@ -265,6 +270,8 @@ def failure_rules(
                 continue
             seen.add(key)
             hits, support = _score(conds, params, y)
+            if 2 * (total - hits) >= n - support:  # as common outside the region as in half of it: not a region
+                continue
             also = _equivalents(conds, params, x, feats, has_nan)
             elsewhere = [str(lab) for lab in y_all[~_matching(conds, params)]]
             rules.append(Rule(label, tuple(conds), hits, support, total,
