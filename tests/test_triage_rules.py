@@ -375,3 +375,27 @@ def test_pruned_note_only_for_the_pruners_stops() -> None:
     stuck = {"train_loss": [2.31, 2.30, 2.30, 2.30, 2.30], "val_loss": [2.30] * 5}
     assert "(stopped early by the pruner)" in classify(stuck, pruned=True).reason
     assert "pruner" not in classify(stuck, pruned=True, note="").reason
+
+
+def test_a_stall_at_an_lr_far_above_the_runs_that_learned_is_diverging() -> None:
+    """A clip sweep at lr 0.5-5 measured here: lr 3 sat at chance from epoch 1 ("plateau: raise the learning
+    rate") while three runs at lower lr diverged. A stall looks the same at lr 1e-5 and at lr 3; the lrs
+    of the runs judged with it tell which."""
+    def run(lr: float, loss: list[float], optimizer: str = "sgd") -> tuple[dict, dict]:
+        return {"train_loss": loss, "lr": [lr] * len(loss)}, {"optimizer": optimizer}
+
+    learns, stuck = [2.3, 2.0, 1.8, 1.6, 1.5, 1.4], [2.303, 2.302, 2.303, 2.302, 2.303, 2.302]
+    climbs = [2.3, 1.9, 2.5, 3.5, 4.0, 4.5]
+
+    def verdicts(*runs: tuple[dict, dict]) -> list:
+        return classify_many([c for c, _ in runs], metas=[m for _, m in runs])
+
+    high = verdicts(run(0.05, learns), run(0.1, learns), run(1.0, stuck))[-1]
+    assert high.label == "diverging" and high.rule == "stalled_high_lr", high
+    assert "at lr 1, where the 2 runs that learned had lr ≤ 0.1: the lr is too high" in high.reason, high.reason
+    assert verdicts(run(0.05, learns), run(0.1, learns), run(1e-4, stuck))[-1].label == "plateau"  # starved
+    above_died = verdicts(run(0.6, climbs), run(1.3, climbs), run(3.0, stuck))[-1]
+    assert above_died.rule == "stalled_high_lr" and "2 runs at lower lr (≤ 1.3) diverged" in above_died.reason
+    # another optimizer's lrs say nothing (adam learns at 1e-3), nor do runs at the same lr (a reg sweep)
+    assert verdicts(run(1e-3, learns, "adam"), run(2e-3, learns, "adam"), run(0.05, stuck))[-1].label == "plateau"
+    assert verdicts(run(0.05, climbs), run(0.05, climbs), run(0.05, stuck))[-1].label == "plateau"

@@ -73,7 +73,8 @@ class RunRecord:
         else:
             note = {"RUNNING": "still running", "KILLED": "killed before the end"}.get(self.status, "")
         pruned = self.tags.get("sweep.state") == "PRUNED" or self.status in ("RUNNING", "KILLED")
-        return {"failure": failure, "error": self.tags.get("sweep.error"), "pruned": pruned, "note": note}
+        return {"failure": failure, "error": self.tags.get("sweep.error"), "pruned": pruned, "note": note,
+                "optimizer": self.params.get("optimizer.name")}
 
 
 def check_tracking_uri(uri: str) -> None:

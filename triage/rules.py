@@ -72,6 +72,7 @@ class _Run:
     pruned: bool = False        # stopped before its planned epochs (pruned, or still running): never unconverged
     note: str = ""              # said after the reason, e.g. "stopped early by the pruner"
     peers: tuple[float, int] | None = None  # (median first epoch, runs) of this run's loss over the runs judged with it
+    optimizer: str | None = None  # runs compare learning rates only within one optimizer
     stats: dict[str, CurveStats | None] = field(default_factory=dict)
 
 
@@ -82,7 +83,7 @@ def _prepare(curves: Mapping[str, Sequence[float]], meta: Mapping[str, Any] | No
     note = meta.get("note")  # "" is a note too: stopped early, but not by the pruner
     if note is None:
         note = "stopped early by the pruner" if pruned else ""
-    return _Run(arrays, None, meta.get("failure"), meta.get("error"), pruned, note)
+    return _Run(arrays, None, meta.get("failure"), meta.get("error"), pruned, note, optimizer=meta.get("optimizer"))
 
 
 def _cut_nonfinite(runs: list[_Run]) -> None:
@@ -562,6 +563,29 @@ def _set_peers(runs: list[_Run], th: Thresholds) -> None:
                 r.peers = (level, len(owners))
 
 
+def _stalled_at_high_lr(runs: list[_Run], verdicts: list[Verdict], th: Thresholds) -> list[Verdict]:
+    """A plateau at an lr (its peak) far above every run that learned (≥ ``stall_lr_ratio`` × theirs, two
+    or more of them) or above two runs that diverged, with the same optimizer, is a network the lr killed
+    at once, not one it starved: diverging. The stall looks the same in the curves; the lrs tell them apart."""
+    peak = [float(np.max(r.curves["lr"])) if len(r.curves.get("lr", ())) else None for r in runs]
+    out = list(verdicts)
+    for i, (r, v) in enumerate(zip(runs, verdicts)):
+        if v.label != PLATEAU or peak[i] is None:
+            continue
+        same = [j for j in range(len(runs)) if j != i and peak[j] is not None and runs[j].optimizer == r.optimizer]
+        learned = [peak[j] for j in same if verdicts[j].label in (HEALTHY, UNCONVERGED, OVERFIT) and verdicts[j].rule != "short"]
+        died = [peak[j] for j in same if verdicts[j].label == DIVERGING and peak[j] < peak[i]]
+        if len(learned) >= 2 and peak[i] >= th.stall_lr_ratio * max(learned):
+            why = f"the {len(learned)} runs that learned had lr ≤ {_f(max(learned))}"
+        elif len(died) >= 2:
+            why = f"{len(died)} runs at lower lr (≤ {_f(max(died))}) diverged"
+        else:
+            continue
+        out[i] = Verdict(DIVERGING, 0.7, f"{v.reason.rstrip('.')}; at lr {_f(peak[i])}, where {why}: the lr is too "
+                         "high (the network died), not too low.", "stalled_high_lr", {**v.evidence, "lr": peak[i]})
+    return out
+
+
 def classify_many(
     runs: Sequence[Mapping[str, Sequence[float]]],
     thresholds: Thresholds | None = None,
@@ -575,14 +599,15 @@ def classify_many(
         metas: optional per-run facts the curves cannot show: ``failure`` (``oom``, ``exception``,
             ``interrupted``, ``nonfinite``), ``error`` (message), ``pruned`` (stopped before its planned
             epochs: never ``unconverged``), ``note`` (said after the reason; default for pruned runs:
-            "stopped early by the pruner").
+            "stopped early by the pruner"), ``optimizer`` (runs compare their ``lr`` curves only
+            within one optimizer).
     """
     th = thresholds or load_thresholds()
     prepared = [_prepare(c, metas[i] if metas else None) for i, c in enumerate(runs)]
     _cut_nonfinite(prepared)
     _stats_for(prepared, th)
     _set_peers(prepared, th)
-    return [_decide(r, th) for r in prepared]
+    return _stalled_at_high_lr(prepared, [_decide(r, th) for r in prepared], th)
 
 
 def classify(

@@ -59,6 +59,7 @@ class Thresholds:
     vanishing_grad_ratio: float = MISSING
     clip_held_fraction: float = MISSING
     clip_growth: float = MISSING
+    stall_lr_ratio: float = MISSING
     peer_explode_ratio: float = MISSING
     peer_min_runs: int = MISSING
     online_explode_ratio: float = MISSING
