@@ -16,10 +16,11 @@
 5. plateau     the loss stopped improving early, far from where it could be
 6. unconverged the objective was still falling fast when the budget ended
 7. healthy     none of the above
+   then        a plateau at an lr far above the runs that learned (or above runs that diverged) is diverging
 
-Every statistic is a ratio of a curve with itself (see ``features``) or, in the one rule that compares
-runs (1-2 epoch runs only), with the median first epoch of the runs classified together, so the
-verdicts do not depend on the loss's scale or on the number of classes. Thresholds:
+Every statistic is a ratio of a curve with itself (see ``features``) or, in the two rules that compare
+runs, with the median first epoch (1-2 epoch runs only) or the lrs of the runs classified together, so
+the verdicts do not depend on the loss's scale or on the number of classes. Thresholds:
 ``conf/triage/default.yaml``.
 """
 
