@@ -28,7 +28,7 @@ HELP = """
 The config groups under conf/ (data, model, optimizer, scheduler, train, ...) take overrides such as
 optimizer=adam optimizer.lr=1e-3 scheduler=cosine train.epochs=5 data.root=/path/to/cifar10;
 --cfg job prints the composed config and exits."""
-console = Console(stderr=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line per epoch, unwrapped in logs too
 
 
 def cmd_fit(overrides: list[str]) -> int:
