@@ -406,3 +406,12 @@ def test_explain_judges_a_run_with_its_sweep_as_summarize_does(store: str, tmp_p
     assert main(["explain", rid[:8], "--tracking-uri", store]) == 0
     shown = capsys.readouterr().out
     assert "diverging (confidence" in shown and "rule peers" in shown and "the 5 runs judged with it" in shown, shown
+
+
+def test_cli_prints_each_rule_on_one_line_in_a_log(sweep_store, tmp_path: Path) -> None:
+    """`python -m triage summarize ... > log` wrapped every rule at 80 columns, splitting it mid-word."""
+    out = run_cli("triage", "summarize", "--experiment", "sweep", "--tracking-uri", sweep_store[0], "--no-write",
+                  cwd=tmp_path, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rule = next(line for line in out.stdout.splitlines() if "→ diverging" in line)
+    assert "lower the learning rate or enable gradient clipping" in rule, out.stdout

@@ -280,7 +280,7 @@ def print_table(summary: "Summary", console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # rules and notes one line each, in logs too
     t = _lines(summary)
     table = Table(title=f"triage of {summary.experiment}: {t['counts']}", show_lines=False, expand=False)
     for col in ("run", "state", "verdict", "conf", "evidence"):
