@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.storage import StudyLock
+from sweeps.storage import WORKER_ATTR, StudyLock, fail_orphans, worker_id
 
 FAILURE_ATTR = "failure"  # user attr of a FAIL trial: oom, exception or interrupted (absent: its process died)
 RETRY_ATTR = "retry_of"  # user attr of a re-run: the number of the interrupted trial it repeats
@@ -59,10 +59,12 @@ def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float]
     """Run one trial if the study holds fewer than ``n_trials`` that count (RUNNING ones included); False if
     not. The count and the new trial's start happen under ``lock``, released as soon as the trial is RUNNING."""
     def started(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_id())  # named while locked: a RUNNING trial without it is an orphan
         lock.release()  # the new trial is RUNNING: every other process counts it from now on
         return objective(trial)
 
     with lock:
+        fail_orphans(study)  # created by a process that lost its database before it named the trial
         if len(spent(study.get_trials(deepcopy=False))) >= n_trials:
             return False
         study.optimize(started, n_trials=1, catch=(Exception,), **optimize_kw)

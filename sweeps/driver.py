@@ -29,7 +29,7 @@ from sweeps.plots import plot_mode
 from sweeps.report import console, progress, report_sweep, trial_line
 from sweeps.settings import check_settings
 from sweeps.space import SearchSpace
-from sweeps.storage import WORKER_ATTR, StudyLock, fail_dead_trials, mask, open_storage, worker_id
+from sweeps.storage import WORKER_ATTR, StudyLock, fail_dead_trials, fail_orphans, mask, open_storage, worker_id
 from sweeps.tracking import Tracker, TrackingError, check_reachable, flatten
 from sweeps.workers import DriverChannel, WorkerPool
 from training import RECORD_KEYS, TrialConfig, resolve_device
@@ -249,6 +249,8 @@ def _pruner(p: dict[str, Any], epochs: int) -> optuna.pruners.BasePruner:
 def reconcile(sw: Sweep) -> None:
     """Fail trials whose process died, and close every child run whose trial is no longer running."""
     fail_dead_trials(sw.study)
+    with sw.lock:  # no process is between creating a trial and naming it (`budget.optimize_one`)
+        fail_orphans(sw.study)
     states = {str(t.number): t.state for t in sw.study.get_trials(deepcopy=False)}
     for run in sw.tracker.running_children(sw.parent_run_id):
         state = states.get(run.data.tags.get("sweep.trial", ""))

@@ -197,6 +197,17 @@ def fail_dead_trials(study: optuna.Study) -> list[FrozenTrial]:
     return failed
 
 
+def fail_orphans(study: optuna.Study) -> list[FrozenTrial]:
+    """Call under the study's lock: mark FAIL the RUNNING trials that name no process, and return them. A
+    process names its new trial before it lets go of the lock (`budget.optimize_one`), so such a trial lost
+    its process or its database between its creation and that write; no heartbeat would ever fail it."""
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if WORKER_ATTR not in t.user_attrs and study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            failed.append(t)
+    return failed
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
