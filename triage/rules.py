@@ -27,6 +27,7 @@ the verdicts do not depend on the loss's scale or on the number of classes. Thre
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -569,17 +570,26 @@ def _stalled_at_high_lr(runs: list[_Run], verdicts: list[Verdict], th: Threshold
     or more of them) or above two runs that diverged, with the same optimizer, is a network the lr killed
     at once, not one it starved: diverging. The stall looks the same in the curves; the lrs tell them apart."""
     peak = [float(np.max(r.curves["lr"])) if len(r.curves.get("lr", ())) else None for r in runs]
+    # per optimizer, gathered once for all plateaus: the peak lrs of the runs that learned, of those that diverged
+    learned: dict[str | None, list[float]] = {}
+    died: dict[str | None, list[float]] = {}
+    for r, v, lr in zip(runs, verdicts, peak):
+        if lr is not None and v.label in (HEALTHY, UNCONVERGED, OVERFIT) and v.rule != "short":
+            learned.setdefault(r.optimizer, []).append(lr)
+        elif lr is not None and v.label == DIVERGING:
+            died.setdefault(r.optimizer, []).append(lr)
+    for lrs in died.values():
+        lrs.sort()
     out = list(verdicts)
     for i, (r, v) in enumerate(zip(runs, verdicts)):
         if v.label != PLATEAU or peak[i] is None:
             continue
-        same = [j for j in range(len(runs)) if j != i and peak[j] is not None and runs[j].optimizer == r.optimizer]
-        learned = [peak[j] for j in same if verdicts[j].label in (HEALTHY, UNCONVERGED, OVERFIT) and verdicts[j].rule != "short"]
-        died = [peak[j] for j in same if verdicts[j].label == DIVERGING and peak[j] < peak[i]]
-        if len(learned) >= 2 and peak[i] >= th.stall_lr_ratio * max(learned):
-            why = f"the {len(learned)} runs that learned had lr ≤ {_f(max(learned))}"
-        elif len(died) >= 2:
-            why = f"{len(died)} runs at lower lr (≤ {_f(max(died))}) diverged"
+        ok, lower = learned.get(r.optimizer, []), died.get(r.optimizer, [])
+        below = lower[: bisect_left(lower, peak[i])]  # strictly lower: runs at the same lr (a reg sweep) say nothing
+        if len(ok) >= 2 and peak[i] >= th.stall_lr_ratio * max(ok):
+            why = f"the {len(ok)} runs that learned had lr ≤ {_f(max(ok))}"
+        elif len(below) >= 2:
+            why = f"{len(below)} runs at lower lr (≤ {_f(below[-1])}) diverged"
         else:
             continue
         out[i] = Verdict(DIVERGING, 0.7, f"{v.reason.rstrip('.')}; at lr {_f(peak[i])}, where {why}: the lr is too "
