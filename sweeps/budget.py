@@ -54,6 +54,13 @@ def queue_retries(study: optuna.Study, within: Callable[[dict[str, Any]], bool])
     return [t.number for t in again], [t.number for t in todo if t not in again]
 
 
+def room(study: optuna.Study, n_trials: int) -> int:
+    """Call under the study lock: how many more trials the budget allows, once the orphans (created by a
+    process that lost its database before it named them: `optimize_one`) are failed and so not counted."""
+    fail_orphans(study)
+    return n_trials - len(spent(study.get_trials(deepcopy=False)))
+
+
 def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, lock: StudyLock,
                  **optimize_kw: Any) -> bool:
     """Run one trial if the study holds fewer than ``n_trials`` that count (RUNNING ones included); False if
@@ -64,8 +71,7 @@ def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float]
         return objective(trial)
 
     with lock:
-        fail_orphans(study)  # created by a process that lost its database before it named the trial
-        if len(spent(study.get_trials(deepcopy=False))) >= n_trials:
+        if room(study, n_trials) <= 0:
             return False
         study.optimize(started, n_trials=1, catch=(Exception,), **optimize_kw)
     return True

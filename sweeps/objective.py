@@ -26,7 +26,6 @@ import triage
 from sweeps.budget import FAILURE_ATTR, RETRY_ATTR
 from sweeps.plots import CurvePlot, plot_mode, wants_plot
 from sweeps.space import SearchSpace
-from sweeps.storage import WORKER_ATTR, worker_id
 from sweeps.tracking import Tracker, TrackingError, flatten
 from training import Dataset, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
 from training.config import DataConfig
@@ -102,7 +101,6 @@ class Objective:
     def start(self, trial: optuna.Trial) -> tuple[dict[str, Any], str]:
         """Sample the trial's values and open its child run: (values, run id)."""
         values = self.space.suggest(trial)
-        trial.set_user_attr(WORKER_ATTR, worker_id())
         run_id = self.tracker.start_trial(self.parent_run_id, self.sweep["study_name"], trial.number, list(values))
         trial.set_user_attr(RUN_ID_ATTR, run_id)
         retry = {"sweep.retry_of": trial.user_attrs[RETRY_ATTR]} if RETRY_ATTR in trial.user_attrs else {}

@@ -26,10 +26,10 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
-from sweeps.budget import spent
+from sweeps.budget import room
 from sweeps.objective import Objective, StopTrial
 from sweeps.report import console, trial_line
-from sweeps.storage import WORKER_ATTR, fail_orphans, fail_stale_trials, worker_id
+from sweeps.storage import WORKER_ATTR, fail_stale_trials, worker_id
 from training import TrialConfig, resolve_device
 from training.config import ConfigError
 from training.fused import Member, check_pack, pack_key, train_epochs_fused
@@ -66,10 +66,8 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
                 if sw.tracker.failure is not None:  # every pack left would fail alike
                     raise sw.tracker.failure
                 with sw.lock:  # counted, started and named as one step across processes (`budget.optimize_one`)
-                    fail_orphans(study)
                     # WAITING (queued) trials are not counted: ask() hands them out first, so they run
-                    remaining = sw.n_trials - len(spent(study.get_trials(deepcopy=False)))
-                    if remaining <= 0:
+                    if (remaining := room(study, sw.n_trials)) <= 0:
                         return
                     asked = [study.ask() for _ in range(min(k, remaining))]
                     for t in asked:
