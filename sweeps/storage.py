@@ -43,7 +43,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                           "(the same on every machine) or pass storage.url=...")
     try:
         if url.startswith("journal://"):
-            path = Path(url.removeprefix("journal://")).expanduser()
+            path = journal_file(url)
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
         if url.startswith("sqlite:///"):
@@ -74,9 +74,10 @@ class StudyLock:
         self._url, self._conn, self.held = url, None, False
         self._file: FileLock | None = None
         if url.startswith(("sqlite:///", "journal://")):
-            path = sqlite_file(url) if url.startswith("sqlite") else Path(url.removeprefix("journal://")).expanduser()
+            path = sqlite_file(url) if url.startswith("sqlite") else journal_file(url)
             safe = re.sub(r"[^\w.-]", "_", study_name)
             self._file = FileLock(path.with_name(f"{path.name}.{safe}.lock"))
+            return
         digest = hashlib.sha1(study_name.encode()).digest()
         mysql = url.startswith("mysql")
         self._lock, self._unlock = self._SQL["mysql" if mysql else "postgresql"]
@@ -115,6 +116,11 @@ class StudyLock:
 def sqlite_file(url: str) -> Path:
     """The database file of a sqlite:///<path> URL."""
     return Path(url.removeprefix("sqlite:///")).expanduser()
+
+
+def journal_file(url: str) -> Path:
+    """The log file of a journal:///<path> URL."""
+    return Path(url.removeprefix("journal://")).expanduser()
 
 
 def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:

@@ -41,6 +41,7 @@ class RunRecord:
     tags: dict[str, str]
     start_time: int = 0
     curves: dict[str, np.ndarray] = field(default_factory=dict)
+    experiment_id: str = ""
 
     @property
     def is_parent(self) -> bool:
@@ -222,7 +223,7 @@ def read_runs(client: Any, experiment_id: str, names: MetricNames, parent_run_id
         runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run_id or r.info.run_id == parent_run_id]
     records = [
         RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, dict(r.data.params), dict(r.data.tags),
-                  r.info.start_time or 0)
+                  r.info.start_time or 0, experiment_id=r.info.experiment_id)
         for r in runs
     ]
     ids = [r.run_id for r in records if not r.is_parent]
@@ -243,8 +244,7 @@ def read_with_siblings(client: Any, run_id: str, names: MetricNames) -> tuple[Ru
     """One run and the runs ``summarize`` judges it with (its sweep's trials, else its experiment's runs), so
     that ``triage explain`` gives the verdict the tags hold (a 1-2 epoch run is compared with the others)."""
     run = read_run(client, run_id, names)
-    exp = client.get_run(run.run_id).info.experiment_id
-    runs = read_runs(client, exp, names, run.tags.get("mlflow.parentRunId"))
+    runs = read_runs(client, run.experiment_id, names, run.tags.get("mlflow.parentRunId"))
     return run, [r for r in runs if not r.is_parent]
 
 
@@ -258,7 +258,7 @@ def read_run(client: Any, run_id: str, names: MetricNames) -> RunRecord:
         raise TriageError(f"no run {run_id} at {client.tracking_uri}: {str(e).splitlines()[0]}") from None
     run_id = r.info.run_id
     rec = RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, dict(r.data.params), dict(r.data.tags),
-                    r.info.start_time or 0)
+                    r.info.start_time or 0, experiment_id=r.info.experiment_id)
     hist = {m: [(p.step, p.timestamp, p.value) for p in client.get_metric_history(run_id, m)] for m in names.mapping()}
     rec.curves = build_curves(hist, names, rec.tags.get("sweep.nonfinite"))
     _check_loss_names([rec], set(r.data.metrics), names)
