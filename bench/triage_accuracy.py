@@ -4,7 +4,7 @@
 
 Prints the confusion matrix (rows: the verified label, columns: triage's verdict), per-label
 precision/recall, macro-F1 (goal ≥ 0.95), every misclassified run with triage's reason, and
-whether any diverging or crashed run was labeled healthy (it must never be).
+whether any diverging or crashed run was labeled healthy or undetermined (it must never be).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def main() -> None:
     print()
     print(classification_report(truth, pred, labels=labels, zero_division=0, digits=3))
     macro = f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0)
-    unsafe = [r["id"] for r, t, p in zip(runs, truth, pred) if t in ("diverging", "crashed") and p == "healthy"]
+    unsafe = [r["id"] for r, t, p in zip(runs, truth, pred)
+              if t in ("diverging", "crashed") and p in ("healthy", "undetermined")]
     wrong = [(r, v) for r, v, t, p in zip(runs, verdicts, truth, pred) if t != p]
     for r, v in wrong:
         print(f"MISCLASSIFIED {r['id']} ({r['source']}, {r['config']}): labeled {r['label']}, triage says "
@@ -66,7 +67,7 @@ def main() -> None:
         print(f"held-out runs (generated after the rules were tuned): {sum(a == b for a, b in held)} of {len(held)} "
               f"right, macro-F1 {hf1:.3f}")
     print(f"\nRESULT macro-F1 {macro:.3f} (goal ≥ 0.95) on {len(runs)} runs; {len(wrong)} misclassified; "
-          f"diverging/crashed labeled healthy: {len(unsafe)} {unsafe if unsafe else ''}")
+          f"diverging/crashed labeled healthy or undetermined: {len(unsafe)} {unsafe if unsafe else ''}")
 
 
 if __name__ == "__main__":

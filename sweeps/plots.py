@@ -16,8 +16,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import AutoLocator, FormatStrFormatter, LogLocator
 
 from training.config import ConfigError
+from triage.verdict import HEALTHY, UNDETERMINED
 
-TRIAL_PLOTS = ("flagged", "all", "none")  # flagged: trials whose triage verdict is not healthy
+TRIAL_PLOTS = ("flagged", "all", "none")  # flagged: trials whose triage verdict is neither healthy nor undetermined
 PANELS = (
     ("loss", ("train_loss", "val_loss"), "linear"),
     ("accuracy", ("train_acc", "val_acc"), "linear"),
@@ -90,4 +91,4 @@ def plot_mode(tracking: Mapping[str, Any]) -> str:
 
 def wants_plot(mode: str, label: str) -> bool:
     """Whether a trial triaged as `label` gets its curve plot under `tracking.trial_plots=mode`."""
-    return mode == "all" or (mode == "flagged" and label != "healthy")
+    return mode == "all" or (mode == "flagged" and label not in (HEALTHY, UNDETERMINED))

@@ -79,8 +79,9 @@ def test_completed_pruned_and_diverged_trials(tmp_path: Path, sweeps_home: Path,
     assert study.trials[0].value == pytest.approx(client.get_metric_history(done.info.run_id, "train_loss")[-1].value)
     for run in runs:  # tracking.trial_plots=flagged: the evidence plot only where triage flags the trial
         plotted = "curves.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert plotted == (run.data.tags["triage"] != "healthy"), run.data.tags["triage"]
+        assert plotted == (run.data.tags["triage"] not in ("healthy", "undetermined")), run.data.tags["triage"]
     assert diverged.data.tags["triage"] == "diverging"
+    assert pruned.data.tags["triage"] == "undetermined"  # one epoch: no shape to judge, not "healthy"
 
     assert pruned.data.tags["sweep.state"] == "PRUNED" and pruned.data.tags["sweep.pruned_epoch"] == "1"
     assert pruned.data.tags["sweep.pruned_reason"] == "pruner"

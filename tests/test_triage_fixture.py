@@ -33,8 +33,10 @@ def test_each_label_on_real_curves(label: str) -> None:
     assert len(hits) >= max(1, int(0.85 * len(runs))), wrong
 
 
-def test_no_diverging_or_crashed_run_is_called_healthy() -> None:
-    bad = [r["id"] for r in RUNS if r["label"] in ("diverging", "crashed") and VERDICTS[r["id"]].label == "healthy"]
+def test_no_diverging_or_crashed_run_is_called_healthy_or_undetermined() -> None:
+    """Among them d1 (1 epoch) and d2, x5 (2 epochs): too short for a shape, but they blew up."""
+    bad = [r["id"] for r in RUNS if r["label"] in ("diverging", "crashed")
+           and VERDICTS[r["id"]].label in ("healthy", "undetermined")]
     assert not bad
 
 

@@ -363,23 +363,35 @@ def test_interrupted_trials_make_no_failure_region(store: str) -> None:
     assert s.counts == {"crashed": 3, "healthy": 5} and s.rules == []
 
 
-def test_counts_say_how_many_runs_were_judged_on_one_epoch(store: str) -> None:
+def test_runs_too_short_to_judge_are_undetermined_and_make_no_region(store: str, tmp_path: Path) -> None:
+    """A trial pruned after its first epoch has no shape: it is `undetermined`, not `healthy` (a filter
+    `tags.triage = 'healthy'` must not return it), and it is no evidence for or against a region."""
     from triage.report import _lines
 
     client = MlflowClient(store)
     exp = client.create_experiment("short")
-    for trial in range(4):
-        curves = SHAPES["healthy"](12, LN10)
-        tags = {"sweep.trial": str(trial), "sweep.state": "COMPLETE"}
-        if trial >= 2:  # pruned after its first epoch
+    lrs = np.geomspace(1e-5, 1e-1, 10)
+    for trial, lr in enumerate(lrs):
+        tags = {"sweep.trial": str(trial), "sweep.space": "optimizer.lr", "sweep.state": "COMPLETE"}
+        shape = "stuck" if trial < 4 else "healthy"
+        curves = SHAPES[shape](12, LN10)
+        if trial in (1, 2):  # the lowest lrs trail the median after epoch 1: pruned there
             curves = {k: v[:1] for k, v in curves.items()}
             tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner",
                          "sweep.error": "val_acc=0.1 at epoch 1 trails the other trials"})
-        rid = log_run(client, exp, curves, {"train.epochs": "12"}, tags, "KILLED" if trial >= 2 else "FINISHED")
-    s = summarize("short", store, write=False, console=_quiet())
-    assert _lines(s)["counts"] == "4 healthy (2 too short to judge)"
+        rid = log_run(client, exp, curves, {"optimizer.lr": repr(float(lr)), "train.epochs": "12"}, tags,
+                      "KILLED" if trial in (1, 2) else "FINISHED")
+        if trial == 2:
+            pruned = rid
+    s = summarize("short", store, console=_quiet(), out_dir=tmp_path)
+    assert s.counts == {"plateau": 2, "undetermined": 2, "healthy": 6}, s.counts
+    assert _lines(s)["counts"] == "2 plateau, 2 undetermined (too short to judge), 6 healthy"
+    assert client.get_run(pruned).data.tags["triage"] == "undetermined"
     # the pruner's own words say more than "too short to judge" alone
-    assert s.verdicts[rid].reason.endswith("(stopped early by the pruner: val_acc=0.1 at epoch 1 trails the other trials).")
+    assert s.verdicts[pruned].reason.endswith("(stopped early by the pruner: val_acc=0.1 at epoch 1 trails the other trials).")
+    # judged as healthy, the two pruned trials cut the plateau region to "2 of 4 trials", which is no rule at all
+    assert [(r.label, r.hits, r.support) for r in s.rules] == [("plateau", 2, 2)], [str(r) for r in s.rules]
+    assert str(s.rules[0]).startswith("optimizer.lr ≤ "), str(s.rules[0])
 
 
 def test_explain_judges_a_run_with_its_sweep_as_summarize_does(store: str, tmp_path: Path,

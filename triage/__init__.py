@@ -24,7 +24,7 @@ from .rules import classify, classify_many, online_verdict
 from .thresholds import Thresholds, load_thresholds, thresholds_from_mapping
 from .verdict import ADVICE, FAILURE_LABELS, LABELS, Verdict
 
-__version__ = "1.0"
+__version__ = "1.1"  # 1.1: the label undetermined (too short to judge; was healthy with a confidence ≤ 0.3)
 
 __all__ = [
     "ADVICE", "FAILURE_LABELS", "LABELS", "EpochsSaved", "MetricNames", "Summary", "Thresholds", "Verdict",

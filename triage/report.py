@@ -12,22 +12,21 @@ import base64
 import html
 import io
 import math
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .regions import choose_params, log_scaled, numeric
-from .verdict import LABELS
+from .verdict import LABELS, UNDETERMINED
 
 if TYPE_CHECKING:
     from .summary import Summary
 
 COLORS = {"healthy": "#2ca02c", "diverging": "#d62728", "plateau": "#7f7f7f", "overfit": "#ff7f0e",
-          "oscillating": "#9467bd", "unconverged": "#1f77b4", "crashed": "#000000"}
+          "oscillating": "#9467bd", "unconverged": "#1f77b4", "crashed": "#000000", "undetermined": "#bcbd22"}
 RICH_STYLE = {"healthy": "green", "diverging": "bold red", "plateau": "yellow", "overfit": "dark_orange",
-              "oscillating": "magenta", "unconverged": "cyan", "crashed": "bold white on red"}
+              "oscillating": "magenta", "unconverged": "cyan", "crashed": "bold white on red", "undetermined": "dim"}
 MAX_CURVES_PER_PANEL = 300
 MAX_TABLE_ROWS = 40
 
@@ -179,8 +178,7 @@ def _png(fig: Any) -> bytes:
 
 def _lines(summary: "Summary") -> dict[str, Any]:
     """Text pieces shared by the markdown and HTML reports."""
-    short = Counter(v.label for v in summary.verdicts.values() if v.rule == "short")  # too short: a label, not a judgement
-    counts = ", ".join(f"{n} {label}" + (f" ({short[label]} too short to judge)" if short[label] else "")
+    counts = ", ".join(f"{n} {label}" + (" (too short to judge)" if label == UNDETERMINED else "")
                        for label, n in summary.counts.items())
     rules = [(str(r), r.suggestion) for r in summary.rules]
     imp = sorted((summary.importances or {}).items(), key=lambda kv: -kv[1])

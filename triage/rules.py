@@ -10,6 +10,8 @@
                in a grad norm that exploded while the loss stopped improving, or a loss that
                shrank back after an explosion while the accuracy never rose; a run of 1-2 epochs
                whose loss never came within 10× of where the runs judged with it start
+   undetermined one epoch, or (checked just before plateau) two in which the loss barely moved or rose:
+               too short for a shape, neither a failure nor healthy
 3. oscillating the training loss keeps going up and down by large relative steps
    diverging   (then) the accuracy fell far from its peak and stayed there while the loss got no lower
 4. overfit     val_loss turned up well past its minimum while train_loss kept falling
@@ -36,7 +38,7 @@ import numpy as np
 from .features import CurveStats, curve_stats, tail_window
 from .thresholds import Thresholds, load_thresholds
 from .verdict import (
-    CRASHED, DIVERGING, HEALTHY, OSCILLATING, OVERFIT, PLATEAU, UNCONVERGED, Verdict, count_noun,
+    CRASHED, DIVERGING, HEALTHY, OSCILLATING, OVERFIT, PLATEAU, UNCONVERGED, UNDETERMINED, Verdict, count_noun,
 )
 
 #: Canonical curve names; ``MetricNames`` maps an experiment's own names onto them.
@@ -151,7 +153,7 @@ def _verdict(run: _Run, th: Thresholds, label: str, conf: float, reason: str, ru
     if run.note and label not in (DIVERGING, CRASHED):
         reason += f" ({run.note})"
     _, p = _primary(run)
-    if p is not None and p.n < th.short_epochs and rule not in ("nonfinite", "crashed", "failed"):
+    if p is not None and p.n < th.short_epochs and rule not in ("nonfinite", "crashed", "failed", "short"):
         conf *= th.short_penalty
     return Verdict(label, round(float(conf), 3), reason + ".", rule, ev)
 
@@ -499,8 +501,8 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     if hit:
         return _verdict(run, th, DIVERGING, hit[0], hit[1], "peers", peer_ratio=p.best / run.peers[0])
     if p.n == 1:
-        return _verdict(run, th, HEALTHY, 0.3, f"only 1 epoch was recorded ({key} {_f(p.start)}): too short to judge "
-                        "its shape", "short")
+        return _verdict(run, th, UNDETERMINED, 1.0, f"only 1 epoch was recorded ({key} {_f(p.start)}): too short to "
+                        "judge its shape", "short")
     frozen = _constant_predictions(run, key, p, th)
     if frozen:
         return _verdict(run, th, frozen[0], frozen[1], frozen[2], "constant")
@@ -516,7 +518,7 @@ def _decide(run: _Run, th: Thresholds) -> Verdict:
     if p.n == 2 and p.gain < th.plateau_min_gain:  # _plateau needs 3 epochs: say so rather than "healthy"
         moved = (f"barely moved ({_f(p.start)} → {_f(p.tail)}, {_pct(abs(p.gain))})" if p.gain > -th.plateau_min_gain
                  else f"rose {_pct(-p.gain)} ({_f(p.start)} → {_f(p.tail)})")  # fmt: skip
-        return _verdict(run, th, HEALTHY, 0.3, f"only 2 epochs were recorded: {key} {moved}{_val_note(run, key)}; "
+        return _verdict(run, th, UNDETERMINED, 1.0, f"only 2 epochs were recorded: {key} {moved}{_val_note(run, key)}; "
                         "too short to tell a slow start from a plateau", "short")
     pl = _plateau(run, key, p, th)
     if pl:
@@ -574,7 +576,7 @@ def _stalled_at_high_lr(runs: list[_Run], verdicts: list[Verdict], th: Threshold
     learned: dict[str | None, list[float]] = {}
     died: dict[str | None, list[float]] = {}
     for r, v, lr in zip(runs, verdicts, peak):
-        if lr is not None and v.label in (HEALTHY, UNCONVERGED, OVERFIT) and v.rule != "short":
+        if lr is not None and v.label in (HEALTHY, UNCONVERGED, OVERFIT):
             learned.setdefault(r.optimizer, []).append(lr)
         elif lr is not None and v.label == DIVERGING:
             died.setdefault(r.optimizer, []).append(lr)

@@ -21,7 +21,7 @@ from .names import MetricNames, default_tracking_uri
 from .regions import Rule, failure_rules
 from .rules import classify_many
 from .thresholds import Thresholds, load_thresholds
-from .verdict import FAILURE_LABELS, LABELS, Verdict, count_noun
+from .verdict import FAILURE_LABELS, LABELS, UNDETERMINED, Verdict, count_noun
 
 
 @dataclass
@@ -192,7 +192,9 @@ def summarize(
     verdicts = {r.run_id: v for r, v in zip(children, verdict_list)}
     _name_reruns(children, verdicts)
     space = next((r.tags["sweep.space"] for r in children if r.tags.get("sweep.space")), None)
-    judged = [r for r in children if r.tags.get("sweep.failure") != "interrupted"]  # Ctrl-C or a dead process: not the params
+    # neither an interrupted trial (Ctrl-C, a dead process) nor one too short for a shape says anything of its params
+    judged = [r for r in children
+              if r.tags.get("sweep.failure") != "interrupted" and verdicts[r.run_id].label != UNDETERMINED]
     rules = failure_rules([r.params for r in judged], [verdicts[r.run_id].label for r in judged], FAILURE_LABELS, space)
     importances, note = _importances(study) if study is not None else (None, None)
     parents = [r for r in runs if r.is_parent]

@@ -12,9 +12,10 @@ OVERFIT = "overfit"
 OSCILLATING = "oscillating"
 UNCONVERGED = "unconverged"
 CRASHED = "crashed"
+UNDETERMINED = "undetermined"  # too few epochs for a shape (e.g. pruned after one): neither failed nor healthy
 
 #: Every label, in the order reports list them (failures first).
-LABELS: tuple[str, ...] = (DIVERGING, CRASHED, PLATEAU, OSCILLATING, OVERFIT, UNCONVERGED, HEALTHY)
+LABELS: tuple[str, ...] = (DIVERGING, CRASHED, PLATEAU, OSCILLATING, OVERFIT, UNCONVERGED, UNDETERMINED, HEALTHY)
 #: Labels that mean the trial went wrong (a search-space region is sought for each).
 FAILURE_LABELS: tuple[str, ...] = (DIVERGING, CRASHED, PLATEAU, OSCILLATING, OVERFIT)
 
@@ -26,6 +27,7 @@ ADVICE: dict[str, str] = {
     OSCILLATING: "lower the learning rate or raise the batch size",
     OVERFIT: "add regularization or augmentation, or stop earlier",
     UNCONVERGED: "train for more epochs",
+    UNDETERMINED: "nothing to judge yet: train it for more epochs to see its shape",
     HEALTHY: "nothing",
 }
 
