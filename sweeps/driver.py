@@ -35,7 +35,7 @@ from sweeps.workers import DriverChannel, WorkerPool
 from training import RECORD_KEYS, TrialConfig, resolve_device
 from training.compose import compose, job_config, write_run_dir
 from training.config import TRIAL_GROUPS, ConfigError
-from training.data import find_source
+from training.data import check_data
 
 PARENT_ATTR = "mlflow_parent_run_id"
 SETUP_ATTR = "sweep.setup"  # the training settings and objective the study was started with (`trial_setup`)
@@ -95,7 +95,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     plot_mode(job["tracking"])
     if not worker:
         resolve_device(base.train.device)  # a device this machine lacks fails here, not in the first trial
-        find_source(Path(base.data.root).expanduser().resolve(), download=base.data.download)
+        check_data(base.data)  # a split that does not fit the images would fail every trial: fail here instead
         check_reachable(job["tracking"]["uri"])
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
     tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))

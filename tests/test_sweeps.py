@@ -326,7 +326,21 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
     ],
 )
 def test_bad_input_creates_nothing(tmp_path: Path, sweeps_home: Path, cifar_root: Path, overrides: list[str], message: str) -> None:
-    p = run_cli("sweeps", "run", *overrides, *SMALL, cwd=tmp_path)
+    assert_refused(tmp_path, sweeps_home, [*overrides, *SMALL], message)
+
+
+def test_a_split_that_does_not_fit_the_data_is_refused_before_any_trial(tmp_path: Path, sweeps_home: Path,
+                                                                        cifar_root: Path) -> None:
+    """data.val_size=60000 of 50,000 training images used to fail in every trial: 30 crashed, exit 0."""
+    assert_refused(tmp_path, sweeps_home, ["+sweep=lr", "train.epochs=2", "data.val_size=60000"],
+                   "data.val_size=60000 does not fit the 50000 training images")
+    assert_refused(tmp_path, sweeps_home, ["+sweep=lr", "train.epochs=2", "data.train_size=49000"],
+                   "data.train_size=49000 exceeds the 45000 images left after the validation split")
+
+
+def assert_refused(tmp_path: Path, sweeps_home: Path, overrides: list[str], message: str) -> None:
+    """The sweep stops with one line on stderr and exit 2, having created no study, experiment or run directory."""
+    p = run_cli("sweeps", "run", *overrides, cwd=tmp_path)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and message in lines[0], p.stderr
     storage, tracking = stores(sweeps_home)

@@ -64,6 +64,14 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Dataset:
     )
 
 
+def check_data(cfg: DataConfig) -> None:
+    """Raise the DataError that `load_data` would raise in every trial (no source, an unreadable image, a
+    split that does not fit the images), without loading the images: a sweep checks this before it starts.
+    The first call decodes the source into the cache, which the trials then read."""
+    _, labels, *_ = _load_cached(cfg)
+    _split_indices(labels, cfg.train_size, cfg.val_size)
+
+
 def _split_indices(labels: np.ndarray, train_size: int | None, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     """A class-stratified validation split, then the first `train_size` of a fixed shuffled order."""
     from sklearn.model_selection import train_test_split
