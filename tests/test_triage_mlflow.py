@@ -407,17 +407,23 @@ def test_explain_judges_a_run_with_its_sweep_as_summarize_does(store: str, tmp_p
         tags = {"sweep.trial": str(trial), "sweep.state": "COMPLETE"}
         curves = {"train_loss": [2.30, 2.1, 1.9], "val_acc": [0.15, 0.2, 0.25]}
         if trial == 4:  # lr 4.6 in a full sweep measured here: pruned at epoch 1
-            tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner"})
+            tags.update({"sweep.state": "PRUNED", "sweep.pruned_epoch": "1", "sweep.pruned_reason": "pruner",
+                         "sweep.space": "optimizer.lr,scheduler.name"})
             curves = {"train_loss": [78.0], "val_acc": [0.1]}
-        rid = log_run(client, exp, curves, {"train.epochs": "3"}, tags, "KILLED" if trial == 4 else "FINISHED", parent)
+        params = {"train.epochs": "3", "optimizer.lr": repr(4.6 if trial == 4 else 0.01), "scheduler.name": "cosine"}
+        rid = log_run(client, exp, curves, params, tags, "KILLED" if trial == 4 else "FINISHED", parent)
     log_run(client, exp, {"train_loss": [2.3]}, {}, {})  # another run of the experiment, outside the sweep
     s = summarize("exploded", store, parent_run_id=parent, out_dir=tmp_path, console=_quiet())
     assert s.verdicts[rid].label == "diverging" and s.verdicts[rid].rule == "peers"
     assert client.get_run(rid).data.tags["triage"] == "diverging"
     capsys.readouterr()
     assert main(["explain", rid[:8], "--tracking-uri", store]) == 0
-    shown = capsys.readouterr().out
-    assert "diverging (confidence" in shown and "rule peers" in shown and "the 5 runs judged with it" in shown, shown
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[1] == "  optimizer.lr=4.6  scheduler.name=cosine", shown  # the sampled params, under the run's name
+    verdict = shown[2]  # one line, in a log too (the default console wrapped it at 80 columns)
+    assert verdict.startswith("diverging (confidence") and "rule peers" in verdict, shown
+    assert verdict.endswith("the 5 runs judged with it (2.3): it blew up at the start."), shown
+    assert any(line.startswith("  train_loss        1 epoch  first 78") for line in shown), shown
 
 
 def test_cli_prints_each_rule_on_one_line_in_a_log(sweep_store, tmp_path: Path) -> None:

@@ -58,22 +58,25 @@ def explain(run_id: str, tracking_uri: str | None, names: MetricNames) -> int:
     from .mlflow_io import client_for, read_with_siblings
     from .rules import classify_many
     from .thresholds import load_thresholds
+    from .verdict import count_noun
 
     client = client_for(tracking_uri or default_tracking_uri())
     run, judged_with = read_with_siblings(client, run_id, names)
     th = load_thresholds()
     verdicts = classify_many([r.curves for r in judged_with], th, [r.meta() for r in judged_with])
     v = verdicts[[r.run_id for r in judged_with].index(run.run_id)]
-    con = Console()
+    con = Console(soft_wrap=True)  # one line each, in logs too
     con.print(f"[bold]{run.label_name}[/] ({run.run_id}, {run.state})")
+    if sampled := [k for k in run.tags.get("sweep.space", "").split(",") if k in run.params]:
+        con.print("  " + "  ".join(f"{k}={_short(run.params[k])}" for k in sampled))
     con.print(f"[bold]{v.label}[/] (confidence {v.confidence:.2f}, rule {v.rule}): {v.reason}")
     for key, curve in run.curves.items():
         finite = curve[: int(np.argmin(np.isfinite(curve))) if not np.isfinite(curve).all() else len(curve)]
         s = curve_stats([finite], th)[0]
         if s is None:
-            con.print(f"  {key:13s} {len(curve):4d} epochs, none finite")
+            con.print(f"  {key:13s} {count_noun(len(curve), 'epoch'):>11s}, none finite")
             continue
-        con.print(f"  {key:13s} {s.n:4d} epochs  first {s.start:.4g}  min {s.best:.4g} @ {s.best_i + 1}  "
+        con.print(f"  {key:13s} {count_noun(s.n, 'epoch'):>11s}  first {s.start:.4g}  min {s.best:.4g} @ {s.best_i + 1}  "
                   f"max {s.peak:.4g} @ {s.peak_i + 1}  last {s.last:.4g}")
     for k, val in sorted(v.evidence.items()):
         con.print(f"  {k} = {val:.4g}" if isinstance(val, float) else f"  {k} = {val}")
@@ -82,6 +85,14 @@ def explain(run_id: str, tracking_uri: str | None, names: MetricNames) -> int:
         con.print("  tags on the run: " + ", ".join(f"{k}={val}" for k, val in sorted(stored.items())
                                                     if k != "triage.reason"))
     return 0
+
+
+def _short(value: str) -> str:
+    """A param as the sweep's trial lines print it: 4 significant digits for a number, else as logged."""
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value
 
 
 def main(argv: list[str] | None = None) -> int:
