@@ -60,7 +60,7 @@ def plot_curves(summary: "Summary") -> bytes:
         runs = groups[label]
         if len(runs) > MAX_CURVES_PER_PANEL:
             runs = [runs[i] for i in sorted(rng.choice(len(runs), MAX_CURVES_PER_PANEL, replace=False))]
-        segments, names, ends = [], set(), []
+        segments, names, ends, undrawn = [], set(), [], 0
         for r in runs:
             p = _primary(r.curves)
             if p is None:
@@ -73,6 +73,8 @@ def plot_curves(summary: "Summary") -> bytes:
                 segments.append(np.column_stack([x[ok], y[ok]]))
                 if not np.isfinite(y).all():  # became NaN/inf: mark where the curve stops
                     ends.append((x[ok][-1], y[ok][-1]))
+            else:  # NaN/inf from its first epoch: nothing to draw, so say so
+                undrawn += 1
         if segments:
             ax.add_collection(LineCollection(segments, colors=COLORS.get(label, "k"), alpha=0.5, linewidths=1))
             if dots := [s[0] for s in segments if len(s) == 1]:  # a one-epoch run is a point, not a line
@@ -88,7 +90,8 @@ def plot_curves(summary: "Summary") -> bytes:
             if ends:
                 ax.scatter(*zip(*ends), marker="x", c="k", s=30, zorder=3, label="then NaN/inf")
                 ax.legend(fontsize=7, loc="upper right")
-        ax.set_title(f"{label} ({len(groups[label])})", color=COLORS.get(label, "k"))
+        note = f"\n{undrawn} not drawn: NaN/inf from epoch 1" if undrawn else ""
+        ax.set_title(f"{label} ({len(groups[label])}){note}", color=COLORS.get(label, "k"), **({"fontsize": 10} if note else {}))
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel(" / ".join(sorted(names)) or "loss")
