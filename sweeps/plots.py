@@ -7,20 +7,21 @@ of a 2,000-image trial on 2 cores, and MLflow's UI already charts every run's me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global state, safe to draw off the main thread
 from matplotlib.lines import Line2D
-from matplotlib.ticker import AutoLocator, FormatStrFormatter, LogLocator
+from matplotlib.ticker import AutoLocator, FormatStrFormatter, LogLocator, MaxNLocator
 
 from training.config import ConfigError
 from triage.verdict import HEALTHY, UNDETERMINED
 
 TRIAL_PLOTS = ("flagged", "all", "none")  # flagged: trials whose triage verdict is neither healthy nor undetermined
-PANELS = (
-    ("loss", ("train_loss", "val_loss"), "linear"),
+PANELS = (  # y scale: auto = linear, or log where the curves span more than a decade (a loss that blew up)
+    ("loss", ("train_loss", "val_loss"), "auto"),
     ("accuracy", ("train_acc", "val_acc"), "linear"),
     ("gradient norm (pre-clip)", ("grad_norm", "grad_norm_max"), "log"),
     ("learning rate", ("lr",), "log"),
@@ -28,7 +29,8 @@ PANELS = (
 
 
 class CurvePlot:
-    """Loss, accuracy, gradient norm and lr against epoch; non-finite points are simply absent.
+    """Loss, accuracy, gradient norm and lr against epoch; a panel names the curves that became NaN/inf
+    (those points are absent) and turns log where a loss blew up, linear where a value is zero.
 
     One figure redrawn for every trial: building its axes, ticks and legends is a third of a plot's
     cost, so it is done once. Fixed margins and no minor ticks: a constrained layout draws the figure
@@ -44,8 +46,9 @@ class CurvePlot:
             for key in keys:
                 (self._lines[key],) = ax.plot([], [], marker="o", ms=3, label=key)
             ax.set(xlabel="epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.set_title(name, y=1.0, pad=6)  # a fixed position: placing it clear of the ticks costs a layout pass
-            _set_yscale(ax, scale)
+            _set_yscale(ax, _yscale(scale, []))
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         self._title = self.figure.suptitle("")
@@ -56,29 +59,43 @@ class CurvePlot:
         for key, line in self._lines.items():
             line.set_data(epochs, [r[key] for r in records])
         for ax, (name, keys, scale) in zip(self._axes, PANELS):
+            values = [r[k] for r in records for k in keys if math.isfinite(r[k])]  # NaN and inf stay absent
+            zero = any(v <= 0 for v in values)
             ax.relim()  # first: a change of scale autoscales on the data limits
-            if scale == "log":  # a log axis would hide a zero: a dead network's gradient, a schedule's last lr
-                zero = any(r[k] <= 0 for r in records for k in keys)  # NaN and inf are not, and stay absent
-                if _set_yscale(ax, "linear" if zero else "log"):
-                    ax.title.set_text(f"{name} (linear: has zeros)" if zero else name)
+            _set_yscale(ax, _yscale(scale, values), values)
             ax.autoscale_view()
+            ax.set_xlim(0.5, max(epochs, default=1) + 0.5)  # whole epochs, even for a trial stopped after one
+            notes = ["linear: has zeros"] if zero and scale == "log" else []
+            if bad := [r["epoch"] for r in records if not all(math.isfinite(r[k]) for k in keys)]:
+                notes.append(f"NaN/inf from epoch {bad[0]}")
+            ax.title.set_text(f"{name} ({'; '.join(notes)})" if notes else name)
         self._title.set_text(title)
         return self.figure
 
 
-def _set_yscale(ax: Axes, scale: str) -> bool:
-    """Give `ax` this y scale, log with labelled ticks at 1-2-5 steps (a range under a decade still
-    reads) and no minor ticks; whether it changed."""
-    if ax.get_yscale() == scale:
-        return False
-    if scale == "linear":  # matplotlib asks the old locator for default limits, and a LogLocator warns
-        ax.yaxis.set_major_locator(AutoLocator())
-    ax.set_yscale(scale)
-    ax.minorticks_off()
+def _yscale(scale: str, values: Sequence[float]) -> str:
+    """The y scale a panel draws `values` on: a log axis would hide a zero (a dead network's gradient, a
+    schedule's last lr); `auto` is log only where the values span more than a decade."""
+    positive = bool(values) and min(values) > 0
+    if scale == "auto":
+        return "log" if positive and max(values) > 10 * min(values) else "linear"
+    return "linear" if values and not positive else scale
+
+
+def _set_yscale(ax: Axes, scale: str, values: Sequence[float] = ()) -> None:
+    """Give `ax` this y scale, log with labelled ticks at 1-2-5 steps (a range under a decade still reads;
+    over more than three decades, as a loss or gradient that blew up spans, only powers of ten: matplotlib
+    draws no tick at all for 1-2-5 steps there) and no minor ticks."""
+    if ax.get_yscale() != scale:
+        if scale == "linear":  # matplotlib asks the old locator for default limits, and a LogLocator warns
+            ax.yaxis.set_major_locator(AutoLocator())
+        ax.set_yscale(scale)
+        ax.minorticks_off()
+        if scale == "log":
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
     if scale == "log":
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
-    return True
+        wide = bool(values) and max(values) > 1e3 * min(values)
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
 
 
 def plot_mode(tracking: Mapping[str, Any]) -> str:

@@ -590,6 +590,22 @@ def test_curve_plot_shows_zeros_a_log_axis_would_hide(tmp_path: Path) -> None:
     assert low < 0 < high
 
 
+def test_curve_plot_of_a_trial_that_blew_up_in_its_first_epoch(tmp_path: Path) -> None:
+    """lr 6 measured here: train_loss 4.6e25 and a NaN gradient norm in epoch 1. The plot showed epochs 0.96-1.04,
+    a linear loss axis on which val_loss (2.31) sat at zero, and an empty gradient panel that did not say why."""
+    from sweeps.plots import CurvePlot
+
+    record = {"epoch": 1, "train_loss": 4.6e25, "val_loss": 2.31, "train_acc": 0.093, "val_acc": 0.1,
+              "grad_norm": math.nan, "grad_norm_max": math.nan, "lr": 6.0}
+    figure = CurvePlot().draw([record], "lr trial 8 (pruned, diverging)")
+    figure.savefig(tmp_path / "blew_up.png")
+    loss, _, grad, _ = figure.axes
+    assert [ax.get_xlim() for ax in figure.axes] == [(0.5, 1.5)] * 4
+    assert [t for t in figure.axes[0].get_xticks() if 0.5 <= t <= 1.5] == [1.0]  # whole epochs only
+    assert loss.get_yscale() == "log" and len([t for t in loss.get_yticks() if 2.31 <= t <= 4.6e25]) >= 3
+    assert grad.get_title() == "gradient norm (pre-clip) (NaN/inf from epoch 1)"
+
+
 def _open_storage_with(barrier: Any, url: str) -> None:
     from sweeps.storage import open_storage
 
