@@ -41,6 +41,19 @@ def spent(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state != TrialState.WAITING and not interrupted(t)]
 
 
+def repeated_failure(trials: Iterable[FrozenTrial], times: int) -> str | None:
+    """The error of the last ``times`` trials to end when each of them failed by itself with that same error
+    (a bug, or a setting that fails whatever the params: every trial left would fail alike); else None."""
+    if times < 1:
+        return None
+    ended = sorted((t for t in trials if t.state in FINISHED and t.datetime_complete is not None),
+                   key=lambda t: t.datetime_complete)[-times:]  # fmt: skip
+    if len(ended) < times or any(t.state != TrialState.FAIL or interrupted(t) for t in ended):
+        return None
+    errors = {t.user_attrs.get("error", "") for t in ended}
+    return errors.pop() if len(errors) == 1 else None
+
+
 def queue_retries(study: optuna.Study, within: Callable[[dict[str, Any]], bool]) -> tuple[list[int], list[int]]:
     """Queue a re-run, with the same params, of each interrupted trial not yet re-run or queued whose
     params are ``within`` the search space (a resume may have narrowed it; ``ask`` hands queued trials

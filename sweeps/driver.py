@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.budget import FINISHED, finished, optimize_one, queue_retries, spent
+from sweeps.budget import FINISHED, finished, optimize_one, queue_retries, repeated_failure, spent
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
@@ -63,6 +63,14 @@ class Sweep:
 
     def __post_init__(self) -> None:
         self.lock = StudyLock(self.job["sweep"]["storage"], self.study.study_name)  # see `optimize_one`
+        self.first_trial = len(self.study.get_trials(deepcopy=False))  # trials from here on are this command's
+
+    def repeated_failure(self, trials: list[FrozenTrial] | None = None) -> str | None:
+        """The error with which this command's last `sweep.max_repeated_failures` trials all failed, if they did
+        (by themselves, on any machine): the sweep stops rather than fail every trial left. A resume starts afresh.
+        `trials`: the study's, when just read."""
+        trials = self.study.get_trials(deepcopy=False) if trials is None else trials
+        return repeated_failure(trials[self.first_trial:], int(self.job["sweep"]["max_repeated_failures"]))
 
     @property
     def n_trials(self) -> int:
@@ -279,9 +287,10 @@ def run_in_process(sw: Sweep) -> None:
             bar.reset(epoch_bar)
 
         objective = sw.objective(on_epoch=on_epoch)
-        try:  # until the budget is spent (by any process), or the tracking store failed: every trial left would too
-            while sw.tracker.failure is None and optimize_one(sw.study, objective, sw.n_trials, sw.lock,
-                                                               callbacks=[on_trial]):
+        try:  # until the budget is spent (by any process), or the tracking store failed or the same error failed
+            # the last trials: every trial left would fail too
+            while sw.tracker.failure is None and sw.repeated_failure() is None and optimize_one(
+                    sw.study, objective, sw.n_trials, sw.lock, callbacks=[on_trial]):
                 pass
         finally:
             objective.close()
@@ -318,19 +327,20 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                     raise store_lost(sw) or TrackingError(f"a worker could not write to the MLflow tracking store "
                                                           f"{mask(sw.job['tracking']['uri'])}")  # fmt: skip
                 used = spent(trials)
-                if len(used) >= sw.n_trials and not pool.procs:
+                stop = lost or sw.repeated_failure(trials) is not None  # the trials left would fail too
+                if (len(used) >= sw.n_trials or stop) and not pool.procs:
                     break
                 # a granted worker whose trial is not running yet will add one that counts (a queued re-run or a
                 # new trial); a finished trial's pid may have been reused, hence the RUNNING state
                 running = {t.user_attrs.get(WORKER_ATTR) for t in trials if t.state == TrialState.RUNNING}
                 pending = sum(worker_id(pid) not in running for pid in granted)
                 for pid in ready:
-                    go = not lost and len(used) + pending < sw.n_trials
+                    go = not stop and len(used) + pending < sw.n_trials
                     pool.answer(pid, go)
                     if go:
                         granted.add(pid)
                         pending += 1
-                while not lost and len(pool.procs) < pool.size and len(used) + pending + len(starting) < sw.n_trials:
+                while not stop and len(pool.procs) < pool.size and len(used) + pending + len(starting) < sw.n_trials:
                     starting.add(pool.spawn())
         finally:  # on Ctrl-C they got the same SIGINT from the terminal: give them time to close their runs
             pool.close(timeout=30)
@@ -407,6 +417,11 @@ def run(overrides: list[str]) -> int:
     report_sweep(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(spent(sw.study.get_trials(deepcopy=False))) >= sw.n_trials
     sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not by_user else "KILLED")
+    if not by_user and (error := sw.repeated_failure()) is not None:  # last, below triage's table
+        console.print(f"[red]error: the sweep stopped: its last {sw.job['sweep']['max_repeated_failures']} trials "
+                      f"failed with the same error ({error}) and the trials left would too; fix it, then re-run the "
+                      "same command to resume (sweep.max_repeated_failures=0 never stops)[/]")  # fmt: skip
+        return 1
     return 130 if by_user else 0
 
 

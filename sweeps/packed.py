@@ -65,6 +65,8 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
                 fail_stale_trials(study)  # as Study.optimize does before each trial
                 if sw.tracker.failure is not None:  # every pack left would fail alike
                     raise sw.tracker.failure
+                if sw.repeated_failure() is not None:  # so would every trial left (`run` says why)
+                    return
                 with sw.lock:  # counted, started and named as one step across processes (`budget.optimize_one`)
                     # WAITING (queued) trials are not counted: ask() hands them out first, so they run
                     if (remaining := room(study, sw.n_trials)) <= 0:

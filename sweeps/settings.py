@@ -54,6 +54,7 @@ class SweepSettings:
     online_triage: bool = True
     n_workers: int = 1
     pack: int = 1
+    max_repeated_failures: int = 3
     space: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,7 +102,7 @@ def _check_sweep(typed: dict[str, Any]) -> None:
     """The values of the typed `sweep` group that no sweep can run with."""
     if not typed["study_name"].strip():
         raise ConfigError("sweep.study_name is empty: name the study (it is also the MLflow experiment)")
-    for key, low in (("n_trials", 1), ("n_workers", 1), ("pack", 1)):
+    for key, low in (("n_trials", 1), ("n_workers", 1), ("pack", 1), ("max_repeated_failures", 0)):
         if typed[key] < low:
             raise ConfigError(f"sweep.{key}={typed[key]} must be >= {low}")
     if typed["sampler"]["n_startup_trials"] < 0:

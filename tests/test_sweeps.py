@@ -338,6 +338,26 @@ def test_a_split_that_does_not_fit_the_data_is_refused_before_any_trial(tmp_path
                    "data.train_size=49000 exceeds the 45000 images left after the validation split")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_sweep_stops_when_its_trials_keep_failing_with_the_same_error(tmp_path: Path, sweeps_home: Path,
+                                                                          cifar_root: Path, workers: int) -> None:
+    """A setting that fails whatever the params (here a sampled val_size that no dataset holds) failed all
+    30 trials one after another; the sweep now stops after 3 with that error and exit 1."""
+    from sweeps.storage import open_storage
+
+    doomed = ["+sweep.space.data.val_size={type:categorical,choices:[60000]}", f"sweep.n_workers={workers}",
+              "storage=journal"]
+    p = run_cli("sweeps", "run", "+sweep=lr", *SMALL, *doomed, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1].startswith(
+        "error: the sweep stopped: its last 3 trials failed with the same error (DataError: data.val_size=60000 "
+        "does not fit the 50000 training images"), p.stderr[-3000:]
+    study = optuna.load_study(study_name="lr", storage=open_storage(f"journal:///{sweeps_home}/optuna.journal"))
+    states = [t.state.name for t in study.trials]  # workers' trials already running when the 3rd failed end too
+    assert states == ["FAIL"] * len(states) and 3 <= len(states) <= 3 + workers - 1, states
+    assert f"triage of lr: {len(states)} crashed" in p.stderr  # the report and triage still come
+
+
 def assert_refused(tmp_path: Path, sweeps_home: Path, overrides: list[str], message: str) -> None:
     """The sweep stops with one line on stderr and exit 2, having created no study, experiment or run directory."""
     p = run_cli("sweeps", "run", *overrides, cwd=tmp_path)

@@ -5,17 +5,36 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from sweeps.budget import FAILURE_ATTR, RETRY_ATTR, interrupted, queue_retries, spent
+from sweeps.budget import FAILURE_ATTR, RETRY_ATTR, interrupted, queue_retries, repeated_failure, spent
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def _fail(study: optuna.Study, failure: str | None) -> None:
+def _fail(study: optuna.Study, failure: str | None, error: str | None = None) -> None:
     trial = study.ask()
     trial.suggest_float("lr", 1e-4, 1, log=True)
     if failure is not None:
         trial.set_user_attr(FAILURE_ATTR, failure)
+    if error is not None:
+        trial.set_user_attr("error", error)
     study.tell(trial, state=TrialState.FAIL)
+
+
+def test_a_run_of_trials_failing_alike_is_found_and_anything_else_breaks_it() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    boom = "RuntimeError: boom"
+    for _ in range(2):
+        _fail(study, "exception", boom)
+    assert repeated_failure(study.get_trials(), 3) is None  # two are not three
+    _fail(study, "exception", boom)
+    assert repeated_failure(study.get_trials(), 3) == boom and repeated_failure(study.get_trials(), 0) is None
+    _fail(study, "oom", "OutOfMemory: CUDA out of memory")  # another error: its params may be to blame
+    assert repeated_failure(study.get_trials(), 3) is None
+    for failure in ("exception", "exception", "interrupted"):  # Ctrl-C ends a run of them: not the trial's doing
+        _fail(study, failure, boom)
+    assert repeated_failure(study.get_trials(), 3) is None
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1, log=True), n_trials=1)
+    assert repeated_failure(study.get_trials(), 1) is None  # the last trial completed
 
 
 def test_only_trials_that_failed_by_themselves_count_and_interrupted_ones_run_again() -> None:
