@@ -29,8 +29,8 @@ PANELS = (  # y scale: auto = linear, or log where the curves span more than a d
 
 
 class CurvePlot:
-    """Loss, accuracy, gradient norm and lr against epoch; a panel names the curves that became NaN/inf
-    (those points are absent) and turns log where a loss blew up, linear where a value is zero.
+    """Loss, accuracy, gradient norm and lr against epoch; a panel says from which epoch its curves were
+    NaN/inf (those points are absent) and turns log where a loss blew up, linear where a value is zero.
 
     One figure redrawn for every trial: building its axes, ticks and legends is a third of a plot's
     cost, so it is done once. Fixed margins and no minor ticks: a constrained layout draws the figure

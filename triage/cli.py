@@ -76,8 +76,8 @@ def explain(run_id: str, tracking_uri: str | None, names: MetricNames) -> int:
         if s is None:
             con.print(f"  {key:13s} {count_noun(len(curve), 'epoch'):>11s}, none finite")
             continue
-        con.print(f"  {key:13s} {count_noun(s.n, 'epoch'):>11s}  first {s.start:.4g}  min {s.best:.4g} @ {s.best_i + 1}  "
-                  f"max {s.peak:.4g} @ {s.peak_i + 1}  last {s.last:.4g}")
+        con.print(f"  {key:13s} {count_noun(s.n, 'epoch'):>11s}  first {s.start:.4g}  min {s.best:.4g} @ "
+                  f"{s.best_i + 1}  max {s.peak:.4g} @ {s.peak_i + 1}  last {s.last:.4g}")
     for k, val in sorted(v.evidence.items()):
         con.print(f"  {k} = {val:.4g}" if isinstance(val, float) else f"  {k} = {val}")
     stored = {k: val for k, val in run.tags.items() if k.startswith("triage")}

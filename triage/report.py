@@ -73,7 +73,7 @@ def plot_curves(summary: "Summary") -> bytes:
                 segments.append(np.column_stack([x[ok], y[ok]]))
                 if not np.isfinite(y).all():  # became NaN/inf: mark where the curve stops
                     ends.append((x[ok][-1], y[ok][-1]))
-            else:  # NaN/inf from its first epoch: nothing to draw, so say so
+            elif not np.isfinite(y[0]):  # NaN/inf from its first epoch: nothing to draw, so say so
                 undrawn += 1
         if segments:
             ax.add_collection(LineCollection(segments, colors=COLORS.get(label, "k"), alpha=0.5, linewidths=1))
