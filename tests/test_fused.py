@@ -268,3 +268,18 @@ def test_packed_sweep_books_each_trial_like_an_unfused_one(tmp_path: Path, sweep
 
     run_packed(sw, 2, allow_cpu=True)  # the study holds n_trials: nothing more runs
     assert len(optuna.load_study(study_name="lr", storage=sw.job["sweep"]["storage"]).trials) == 5
+
+
+def test_packed_sweep_stops_when_its_trials_keep_failing_with_the_same_error(tmp_path: Path, sweeps_home: Path,
+                                                                             cifar_root: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Packs of 2 whose data no dataset holds: after 2 packs (the last 3 trials failed alike), no more are asked."""
+    from sweeps.driver import open_sweep
+    from sweeps.packed import run_packed
+
+    monkeypatch.chdir(tmp_path)
+    sw, _ = open_sweep(["+sweep=lr", "sweep.n_trials=10", "train.epochs=1", "data.train_size=384", "data.val_size=200",
+                        "+sweep.space.data.val_size={type:categorical,choices:[60000]}"])  # fmt: skip
+    run_packed(sw, 2, allow_cpu=True)
+    assert [t.state.name for t in sw.study.trials] == ["FAIL"] * 4
+    assert sw.repeated_failure().startswith("DataError: data.val_size=60000 does not fit")
