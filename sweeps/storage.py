@@ -3,9 +3,10 @@
     sqlite:///abs/path/optuna.db        one machine (RDB storage with heartbeat)
     journal:///abs/path/optuna.journal  several processes on one machine (JournalStorage, file locks)
     postgresql://user:pass@host/db      many machines (RDB storage with heartbeat)
+    mysql+pymysql://user:pass@host/db   many machines, on MySQL or MariaDB (pip install '.[mysql]')
 
 ``StudyLock`` is one lock per study shared by every process using the storage (a PostgreSQL advisory
-lock across machines, a file lock next to a SQLite or journal file): the budget check and the start of
+lock or a MySQL named lock across machines, a file lock next to a SQLite or journal file): the budget check and the start of
 a trial happen under it, so that all of them together start exactly ``sweep.n_trials`` trials.
 """
 
@@ -39,8 +40,9 @@ SCHEMA_RACE_TRIES = 5
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
     """Open (and create) the storage at `url`; StorageError in one line when it cannot be reached."""
     if not url:
-        raise ConfigError("storage=postgres needs its database: export SWEEPS_STORAGE_URL=postgresql://user@host/db "
-                          "(the same on every machine) or pass storage.url=...")
+        raise ConfigError("storage=postgres or mysql needs its database: export SWEEPS_STORAGE_URL="
+                          "postgresql://user@host/db or mysql+pymysql://user@host/db (the same on every machine), "
+                          "or pass storage.url=...")
     try:
         if url.startswith("journal://"):
             path = journal_file(url)
@@ -50,7 +52,8 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
         elif not url.startswith(("postgresql", "mysql")):
             raise ConfigError(
-                f"sweep.storage={mask(url)!r}: use sqlite:///<path>, journal:///<path> or postgresql://user@host/db"
+                f"sweep.storage={mask(url)!r}: use sqlite:///<path>, journal:///<path>, postgresql://user@host/db "
+                "or mysql+pymysql://user@host/db"
             )
         storage = _rdb_storage(url, heartbeat_interval, grace_period)
         if url.startswith("sqlite"):
@@ -67,8 +70,10 @@ class StudyLock:
     """A lock on one study, held by one process of any on any machine; `release` is idempotent, and a
     process that dies lets go of it (the database ends its session; the OS drops its file lock)."""
 
+    # MySQL's GET_LOCK waits at most its timeout (1: got it, 0: timed out); MariaDB answers NULL at once to the
+    # "wait forever" of a negative timeout, which let every process in: so wait in steps, until it says 1
     _SQL = {"postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
-            "mysql": ("SELECT GET_LOCK(:name, -1)", "SELECT RELEASE_LOCK(:name)")}  # fmt: skip
+            "mysql": ("SELECT GET_LOCK(:name, 10)", "SELECT RELEASE_LOCK(:name)")}  # fmt: skip
 
     def __init__(self, url: str, study_name: str) -> None:
         self._url, self._conn, self.held = url, None, False
@@ -84,16 +89,20 @@ class StudyLock:
         self._params = {"name": f"optuna-study-{digest.hex()[:40]}"} if mysql else {
             "key": int.from_bytes(digest[:8], "big", signed=True)}
 
-    def _sql(self, statement: str) -> None:
+    def _sql(self, statement: str) -> Any:
         if self._conn is None:  # its own session: the lock belongs to it, not to a pooled one
             self._conn = create_engine(self._url, poolclass=NullPool, isolation_level="AUTOCOMMIT").connect()
-        self._conn.execute(text(statement), self._params)
+        return self._conn.execute(text(statement), self._params).scalar()
 
     def acquire(self) -> None:
         if self._file is not None:
             self._file.acquire()
+        elif self._url.startswith("mysql"):
+            while (got := self._sql(self._lock)) != 1:  # 0: another process holds it; NULL: an error
+                if got is None:
+                    raise RuntimeError(f"the study lock {self._params['name']} failed on {mask(self._url)}")
         else:
-            self._sql(self._lock)
+            self._sql(self._lock)  # blocks until held
         self.held = True
 
     def release(self) -> None:
@@ -147,8 +156,8 @@ def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | N
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
-    if url.startswith("postgresql"):
-        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    if url.startswith(("postgresql", "mysql")):  # a server that does not answer fails in seconds; a dropped idle
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}  # connection is replaced
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60}}  # wait for a writer rather than fail with "database is locked"
     return {}

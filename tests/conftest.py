@@ -55,3 +55,12 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("set SWEEPS_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test to run the PostgreSQL tests")
     return url
+
+
+@pytest.fixture
+def mysql_url() -> str:
+    """MySQL or MariaDB for the study lock and schema tests: SWEEPS_TEST_MYSQL_URL (.ci/run always sets it)."""
+    url = os.environ.get("SWEEPS_TEST_MYSQL_URL")
+    if not url:
+        pytest.skip("set SWEEPS_TEST_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/test to run the MySQL tests")
+    return url

@@ -306,7 +306,8 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "sweep.pruner.name=hyperband", "sweep.pruner.min_resource=auto"], "hyperband needs a number of epochs"),
         (["+sweep=lr", "sweep.pruner.name=successive_halving", "sweep.pruner.min_resource=9"], "exceeds train.epochs=2"),
         (["+sweep=lr", "sweep.storage=postgresql://postgres@127.0.0.1:1/none"], "cannot open Optuna storage"),
-        (["+sweep=lr", "storage=postgres", "storage.url="], "storage=postgres needs its database: export SWEEPS_STORAGE_URL"),
+        (["+sweep=lr", "storage=postgres", "storage.url="], "storage=postgres or mysql needs its database: export SWEEPS_STORAGE_URL"),
+        (["+sweep=lr", "storage=mysql", "storage.url="], "storage=postgres or mysql needs its database: export SWEEPS_STORAGE_URL"),
         (["+sweep=lr", "tracking.uri=http://127.0.0.1:1"], "unreachable"),
         (["+sweep=lr", "tracking.trial_plots=some"], "tracking.trial_plots='some' is unknown"),
         (["+sweep=lr", "optimizer.lr=-1"], "optimizer.lr=-1"),
@@ -636,9 +637,19 @@ def _open_storage_with(barrier: Any, url: str) -> None:
 @pytest.fixture
 def new_database(postgres_url: str) -> Iterator[tuple[str, Callable[[str], None]]]:
     """A new PostgreSQL database: its URL, and a function running admin SQL ({db} is its name) on the server."""
+    yield from _new_database(postgres_url, "DROP DATABASE {db} WITH (FORCE)")
+
+
+@pytest.fixture
+def new_mysql_database(mysql_url: str) -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A new MySQL / MariaDB database, as `new_database`."""
+    yield from _new_database(mysql_url, "DROP DATABASE {db}")
+
+
+def _new_database(server_url: str, drop: str) -> Iterator[tuple[str, Callable[[str], None]]]:
     from sqlalchemy import create_engine, make_url, text
 
-    server = make_url(postgres_url)
+    server = make_url(server_url)
     name = f"sweeps_test_{uuid.uuid4().hex[:8]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
 
@@ -648,14 +659,19 @@ def new_database(postgres_url: str) -> Iterator[tuple[str, Callable[[str], None]
 
     sql("CREATE DATABASE {db}")
     yield server.set(database=name).render_as_string(hide_password=False), sql
-    sql("DROP DATABASE {db} WITH (FORCE)")
+    sql(drop)
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+NEW_DATABASE = {"postgresql": "new_database", "mysql": "new_mysql_database"}  # kind → fixture
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def new_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a storage no one has created yet: a new SQLite file, or a new PostgreSQL database."""
-    return f"sqlite:///{tmp_path}/optuna.db" if request.param == "sqlite" else request.getfixturevalue("new_database")[0]
+    """The URL of a storage no one has created yet: a new SQLite file, or a new PostgreSQL or MySQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/optuna.db"
+    return request.getfixturevalue(NEW_DATABASE[request.param])[0]
 
 
 def test_workers_opening_a_new_storage_at_once_all_get_it(new_storage_url: str) -> None:
@@ -683,13 +699,13 @@ def _trials_while_budget_lasts(barrier: Any, storage: str, n_trials: int) -> Non
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
-@pytest.mark.parametrize("kind", ["journal", "sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["journal", "sqlite", "postgresql", "mysql"])
 def test_processes_on_one_study_together_start_exactly_n_trials(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Four processes (machines, or two sweep commands) release at one instant on a budget of 3. Each one
     counting and then starting a trial, as the README's scale-out did, would start 4 (up to machines ×
     workers − 1 past the budget); checking and starting under the study's lock starts exactly 3."""
-    storage = {"journal": f"journal:///{tmp_path}/optuna.journal", "sqlite": f"sqlite:///{tmp_path}/optuna.db",
-               "postgresql": request.getfixturevalue("new_database")[0] if kind == "postgresql" else ""}[kind]
+    files = {"journal": f"journal:///{tmp_path}/optuna.journal", "sqlite": f"sqlite:///{tmp_path}/optuna.db"}
+    storage = files[kind] if kind in files else request.getfixturevalue(NEW_DATABASE[kind])[0]
     from sweeps.storage import open_storage
 
     optuna.create_study(study_name="budget", storage=open_storage(storage))
