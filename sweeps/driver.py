@@ -417,7 +417,7 @@ def run(overrides: list[str]) -> int:
     report_sweep(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(spent(sw.study.get_trials(deepcopy=False))) >= sw.n_trials
     sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not by_user else "KILLED")
-    if not by_user and (error := sw.repeated_failure()) is not None:  # last, below triage's table
+    if not (by_user or done) and (error := sw.repeated_failure()) is not None:  # last, below triage's table
         console.print(f"[red]error: the sweep stopped: its last {sw.job['sweep']['max_repeated_failures']} trials "
                       f"failed with the same error ({error}) and the trials left would too; fix it, then re-run the "
                       "same command to resume (sweep.max_repeated_failures=0 never stops)[/]")  # fmt: skip
