@@ -51,16 +51,18 @@ def run_cli(module: str, *args: str, cwd: Path, env: dict[str, str] | None = Non
 @pytest.fixture
 def postgres_url() -> str:
     """PostgreSQL for the multi-worker tests: SWEEPS_TEST_POSTGRES_URL (.ci/run always sets it)."""
-    url = os.environ.get("SWEEPS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set SWEEPS_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test to run the PostgreSQL tests")
-    return url
+    return _server("SWEEPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test", "PostgreSQL")
 
 
 @pytest.fixture
 def mysql_url() -> str:
     """MySQL or MariaDB for the study lock and schema tests: SWEEPS_TEST_MYSQL_URL (.ci/run always sets it)."""
-    url = os.environ.get("SWEEPS_TEST_MYSQL_URL")
+    return _server("SWEEPS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test", "MySQL")
+
+
+def _server(env: str, example: str, what: str) -> str:
+    """The database server URL in `env`; without it, the test is skipped with how to run it."""
+    url = os.environ.get(env)
     if not url:
-        pytest.skip("set SWEEPS_TEST_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/test to run the MySQL tests")
+        pytest.skip(f"set {env}={example} to run the {what} tests")
     return url
