@@ -357,6 +357,11 @@ def test_the_sweep_stops_when_its_trials_keep_failing_with_the_same_error(tmp_pa
     states = [t.state.name for t in study.trials]  # workers' trials already running when the 3rd failed end too
     assert states == ["FAIL"] * len(states) and 3 <= len(states) <= 3 + workers - 1, states
     assert f"triage of lr: {len(states)} crashed" in p.stderr  # the report and triage still come
+    if workers == 1:  # a resume counts afresh; one whose budget is spent by 3 more such trials is done: exit 0
+        again = run_cli("sweeps", "run", "+sweep=lr", *SMALL, *doomed, "sweep.n_trials=6", cwd=tmp_path)
+        assert again.returncode == 0 and "the sweep stopped" not in again.stderr, again.stderr[-3000:]
+        assert len(optuna.load_study(study_name="lr", storage=open_storage(f"journal:///{sweeps_home}/optuna.journal"))
+                   .trials) == 6  # fmt: skip
 
 
 def assert_refused(tmp_path: Path, sweeps_home: Path, overrides: list[str], message: str) -> None:
