@@ -78,15 +78,15 @@ class StudyLock:
     def __init__(self, url: str, study_name: str) -> None:
         self._url, self._conn, self.held = url, None, False
         self._file: FileLock | None = None
+        self._mysql = url.startswith("mysql")
         if url.startswith(("sqlite:///", "journal://")):
             path = sqlite_file(url) if url.startswith("sqlite") else journal_file(url)
             safe = re.sub(r"[^\w.-]", "_", study_name)
             self._file = FileLock(path.with_name(f"{path.name}.{safe}.lock"))
             return
         digest = hashlib.sha1(study_name.encode()).digest()
-        mysql = url.startswith("mysql")
-        self._lock, self._unlock = self._SQL["mysql" if mysql else "postgresql"]
-        self._params = {"name": f"optuna-study-{digest.hex()[:40]}"} if mysql else {
+        self._lock, self._unlock = self._SQL["mysql" if self._mysql else "postgresql"]
+        self._params = {"name": f"optuna-study-{digest.hex()[:40]}"} if self._mysql else {
             "key": int.from_bytes(digest[:8], "big", signed=True)}
 
     def _sql(self, statement: str) -> Any:
@@ -97,7 +97,7 @@ class StudyLock:
     def acquire(self) -> None:
         if self._file is not None:
             self._file.acquire()
-        elif self._url.startswith("mysql"):
+        elif self._mysql:
             while (got := self._sql(self._lock)) != 1:  # 0: another process holds it; NULL: an error
                 if got is None:
                     raise RuntimeError(f"the study lock {self._params['name']} failed on {mask(self._url)}")
