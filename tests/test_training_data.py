@@ -69,15 +69,35 @@ def test_cache_is_reused_and_invalidated_when_the_source_changes(tmp_path: Path,
     assert int(changed.test.x[0, 0, 0, 0]) == 200 != int(first.test.x[0, 0, 0, 0])
 
 
+def test_hidden_entries_and_other_files_are_neither_classes_nor_images(tmp_path: Path) -> None:
+    """As in torchvision's ImageFolder. Jupyter's .ipynb_checkpoints/ was read as class 0 and a Mac's
+    .DS_Store as an unreadable image; a README beside the images stopped the load too."""
+    root = make_tree(tmp_path / "tree")
+    expected = load_data(cfg(root, tmp_path / "cache", val_size=3))
+    for split in ("train", "test"):
+        (root / split / ".ipynb_checkpoints").mkdir()
+        Image.new("RGB", (32, 32)).save(root / split / ".ipynb_checkpoints" / "000.png")
+        (root / split / "dog" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (root / split / "cat" / "README.txt").write_text("cats")
+        (root / split / "LICENSE").write_text("")
+    d = load_data(cfg(root, tmp_path / "other-cache", val_size=3))
+    assert d.classes == CLASSES and (len(d.train), len(d.val), len(d.test)) == (15, 3, 6)
+    assert d.train.x.equal(expected.train.x) and d.test.y.equal(expected.test.y)
+    (root / "train" / "cat" / "006.JPEG").write_bytes((root / "train" / "cat" / "000.png").read_bytes())  # PIL reads by content
+    assert len(load_data(cfg(root, tmp_path / "other-cache", val_size=3)).train) == 16  # upper-case suffixes count
+
+
 @pytest.mark.parametrize(
     "breakage, message",
     [
-        (lambda r: [p.unlink() for p in (r / "train" / "dog").iterdir()], "is empty"),
+        (lambda r: [p.unlink() for p in (r / "train" / "dog").iterdir()], "holds no image"),
+        # sklearn's stratified split raised a ValueError traceback in every trial
+        (lambda r: [p.unlink() for p in sorted((r / "train" / "dog").iterdir())[1:]], "dog holds one image: the class-strat"),
         (lambda r: (r / "train" / "dog" / "000.png").write_bytes(b"not an image"), "cannot read image"),
         (lambda r: Image.new("RGB", (16, 16)).save(r / "train" / "dog" / "000.png"), "must be 32×32"),
         (lambda r: (r / "test" / "dog").rename(r / "test" / "wolf"), "class folders differ"),
     ],
-    ids=["empty-class", "unreadable", "wrong-size", "class-mismatch"],
+    ids=["empty-class", "one-image-class", "unreadable", "wrong-size", "class-mismatch"],
 )
 def test_bad_trees_raise_one_line(tmp_path: Path, breakage, message: str) -> None:
     root = make_tree(tmp_path / "tree")

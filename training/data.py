@@ -27,6 +27,9 @@ from training.errors import DataError, describe
 TORCHVISION_DIR = "cifar-10-batches-py"
 IMAGE_SIZE = 32
 SUBSET_SEED = 0  # the fixed shuffled order behind train_size and the validation split
+# torchvision's ImageFolder reads these (its IMG_EXTENSIONS; importing it takes a second); other files
+# (Thumbs.db, a README) and hidden entries (.DS_Store, .ipynb_checkpoints/) are not images or classes
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -160,11 +163,11 @@ def _load_cached(cfg: DataConfig) -> Arrays:
 def find_source(root: Path, download: bool) -> tuple[str, list[os.DirEntry[str]]]:
     """Detect the source at `root`: ('folders', files) or ('torchvision', batch files)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return "folders", [f for split in ("train", "test") for f in _files(root / split, depth=2)]
+        return "folders", [f for split in ("train", "test") for c in _class_dirs(root / split) for f in _images(c)]
     tv = root / TORCHVISION_DIR
     failed = _download(root) if not tv.is_dir() and download else None
     if tv.is_dir():
-        return "torchvision", _files(tv, depth=1)
+        return "torchvision", _entries(tv, "files")
     raise DataError(
         f"no CIFAR-10 at {root}: looked for {TORCHVISION_DIR}/ (torchvision) and train/<class>/, test/<class>/ "
         "(class folders)" + (f", and torchvision's download failed ({failed})" if failed else "")
@@ -185,12 +188,18 @@ def _download(root: Path) -> str | None:
     return None
 
 
-def _files(folder: Path, depth: int) -> list[os.DirEntry[str]]:
-    """Files `depth` levels below `folder`, sorted by path (os.scandir: one stat per file, no more)."""
+def _entries(folder: Path, kind: str) -> list[os.DirEntry[str]]:
+    """The files or the folders in `folder` that are not hidden, sorted by name (os.scandir: one stat each)."""
     entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    if depth == 1:
-        return [e for e in entries if e.is_file()]
-    return [f for e in entries if e.is_dir() for f in _files(Path(e.path), depth - 1)]
+    return [e for e in entries if not e.name.startswith(".") and (e.is_file() if kind == "files" else e.is_dir())]
+
+
+def _class_dirs(split: Path) -> list[Path]:
+    return [Path(e.path) for e in _entries(split, "dirs")]
+
+
+def _images(class_dir: Path) -> list[os.DirEntry[str]]:
+    return [e for e in _entries(class_dir, "files") if e.name.lower().endswith(IMAGE_SUFFIXES)]
 
 
 def _fingerprint(root: Path, files: list[os.DirEntry[str]]) -> str:
@@ -226,13 +235,16 @@ def _decode_torchvision(root: Path) -> Arrays:
 
 
 def _decode_folders(root: Path) -> Arrays:
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    test_classes = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
+    classes = [p.name for p in _class_dirs(root / "train")]
+    test_classes = [p.name for p in _class_dirs(root / "test")]
     if not classes:
         raise DataError(f"{root / 'train'} has no class folders: expected train/<class>/<image files>")
     if classes != test_classes:
         raise DataError(f"class folders differ between {root / 'train'} ({classes}) and {root / 'test'} ({test_classes})")
     x, y = _decode_split(root / "train", classes)
+    if (counts := np.bincount(y, minlength=len(classes))).min() < 2:
+        raise DataError(f"class folder {root / 'train' / classes[counts.argmin()]} holds one image: the class-stratified "
+                        "validation split needs at least 2 per class")
     tx, ty = _decode_split(root / "test", classes)
     return x, y, tx, ty, classes
 
@@ -243,9 +255,10 @@ def _decode_split(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndar
 
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
-        found = sorted(p for p in (folder / name).iterdir() if p.is_file())
+        found = [Path(e.path) for e in _images(folder / name)]
         if not found:
-            raise DataError(f"class folder {folder / name} is empty: every class needs at least one image")
+            raise DataError(f"class folder {folder / name} holds no image ({', '.join(IMAGE_SUFFIXES)}): every class "
+                            "needs at least one")
         files += [(p, label) for p in found]
     x = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i, (path, _) in enumerate(track(files, description=f"decoding {folder.name}/", transient=True)):
