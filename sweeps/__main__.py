@@ -8,9 +8,10 @@ try:  # importing torch and MLflow takes seconds: Ctrl-C meanwhile (a worker sta
     from sweeps.driver import EXIT_STORE_LOST, SWEEPS, run, worker
     from sweeps.tracking import TrackingError
     from sweeps.workers import WorkerError
-    from training.compose import compose, config_flag, config_text, mask
+    from training.compose import compose, config_flag, config_text
     from training.config import ConfigError
     from training.errors import TrainingError
+    from triage.names import mask
 except KeyboardInterrupt:
     sys.exit(130)
 

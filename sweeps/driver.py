@@ -103,8 +103,8 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     plot_mode(job["tracking"])
     if not worker:
         resolve_device(base.train.device)  # a device this machine lacks fails here, not in the first trial
-        check_data(base.data)  # a split that does not fit the images would fail every trial: fail here instead
         check_reachable(job["tracking"]["uri"])
+        check_data(base.data)  # a split that does not fit the images would fail every trial: fail here instead
     storage = open_storage(sweep["storage"], job["storage"].get("heartbeat_interval"), job["storage"].get("grace_period"))
     tracker = Tracker(job["tracking"]["uri"], sweep["study_name"], job["tracking"].get("artifact_location"))
     study, created = _open_study(sweep, storage, sampler, pruner)

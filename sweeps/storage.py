@@ -30,8 +30,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
-from training.compose import mask
 from training.config import ConfigError
+from triage.names import mask
 
 WORKER_ATTR = "worker"  # user attribute "host:pid" of the process running a trial
 SCHEMA_RACE_TRIES = 5

@@ -35,6 +35,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from sweeps.storage import mask, sqlite_file
 from training.config import ConfigError
 from training.errors import describe
+from triage.mlflow_io import store_error
 
 PARENT_ROLE = "parent"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
@@ -58,6 +59,8 @@ def check_reachable(uri: str) -> None:
         sqlite_file(uri).parent.mkdir(parents=True, exist_ok=True)
     elif not uri.startswith(("postgresql", "mysql", "file:", "databricks")):
         raise ConfigError(f"tracking.uri={mask(uri)!r}: use sqlite:///<path> or http://host:port")
+    elif reason := store_error(uri):
+        raise ConfigError(f"{mask(reason)}; check tracking.uri")
 
 
 class Tracker:

@@ -309,6 +309,11 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "storage=postgres", "storage.url="], "storage=postgres or mysql needs its database: export SWEEPS_STORAGE_URL"),
         (["+sweep=lr", "storage=mysql", "storage.url="], "storage=postgres or mysql needs its database: export SWEEPS_STORAGE_URL"),
         (["+sweep=lr", "tracking.uri=http://127.0.0.1:1"], "unreachable"),
+        # MLflow alone retried such a database for 100 s, then the sweep stopped with exit 3 and an Optuna db written
+        (["+sweep=lr", "tracking.uri=postgresql://postgres:secret@127.0.0.1:1/none"],
+         "cannot open the MLflow database postgresql://postgres:***@127.0.0.1:1/none: (psycopg.OperationalError)"),
+        (["+sweep=lr", "tracking.uri=file:///tmp/mlruns"],  # was MLflow's paragraph, with an Optuna database written
+         "file:///tmp/mlruns is an MLflow file store, which MLflow 3 opens only with MLFLOW_ALLOW_FILE_STORE=true"),
         (["+sweep=lr", "tracking.trial_plots=some"], "tracking.trial_plots='some' is unknown"),
         (["+sweep=lr", "optimizer.lr=-1"], "optimizer.lr=-1"),
         (["+sweep=lr", "data.root=/nonexistent"], "no CIFAR-10 at /nonexistent"),

@@ -247,6 +247,31 @@ def test_metric_name_mapping_on_a_plain_loop(store: str, tmp_path: Path) -> None
     assert MlflowClient(store).get_run(rid).data.tags["triage"] == s.verdicts[rid].label
 
 
+def test_a_file_store_is_read_where_mlflow_allows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """An old ./mlruns directory: MLflow 3 opens it only with MLFLOW_ALLOW_FILE_STORE=true. Without it triage
+    printed MLflow's traceback; now one line says what to set, and with it the runs are read and tagged."""
+    from triage.cli import main
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    rid = _plain_logistic_regression_loop(uri, "old-runs", lr=0.05, epochs=8)
+    names = ["--train-loss", "loss", "--val-loss", "val_loss", "--train-acc", "accuracy", "--val-acc", "val_accuracy"]
+    args = ["summarize", "--experiment", "old-runs", "--tracking-uri", uri, "--out", str(tmp_path / "out"), *names]
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"triage: {uri} is an MLflow file store, which MLflow 3 opens only with MLFLOW_ALLOW_FILE_STORE=true: set it, "
+        "or copy the runs into SQLite (mlflow migrate-filestore --source DIR --target sqlite:///mlflow.db); "
+        "check --tracking-uri"]
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert main(args) == 0
+    assert MlflowClient(uri).get_run(rid).data.tags["triage"] in ("healthy", "unconverged")
+    assert (tmp_path / "out" / "triage_summary.md").exists()
+
+
 def test_metrics_logged_without_step_read_in_logging_order(store: str) -> None:
     names = MetricNames(train_loss="loss", val_loss="val_loss", train_acc="accuracy", val_acc="val_accuracy")
     with_step = _plain_logistic_regression_loop(store, "no-step", lr=0.05, epochs=12)
@@ -290,12 +315,20 @@ def test_cli_bad_input_is_one_line_and_nonzero(store: str, tmp_path: Path, capsy
         ("summarize", "--experiment", "x", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"),
         ("explain", "0123456789abcdef", "--tracking-uri", store),
         ("summarize", "--experiment", "x", "--tracking-uri", "http://127.0.0.1:9"),
+        ("summarize", "--experiment", "x", "--tracking-uri", "http://user:secret@127.0.0.1:9"),
+        # a database that does not answer: MLflow alone retried for 100 s, logging each try, then a traceback
+        ("summarize", "--experiment", "x", "--tracking-uri", "postgresql://postgres:secret@127.0.0.1:1/none"),
+        ("explain", "0123456789abcdef", "--tracking-uri", "mysql+pymysql://root:secret@127.0.0.1:1/none"),
     ]
     for args in cases:
         capsys.readouterr()
         assert main(list(args)) != 0, args
-        lines = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("20")]  # mlflow logs
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.strip().splitlines() if not ln.startswith("20")]  # mlflow logs
         assert len(lines) == 1 and lines[0].startswith("triage: "), (args, lines)
+        assert "secret" not in err, err  # passwords are masked: user:***@host
+        if "://root" in args[-1] or "://postgres" in args[-1]:
+            assert lines == err.strip().splitlines() and "cannot open the MLflow database" in err, err
     assert not (tmp_path / "missing.db").exists()  # a missing store is reported, not created
     assert "triage" not in MlflowClient(store).get_run(rid).data.tags  # stopped before tagging
     out = run_cli("triage", "summarize", "--experiment", "nope", "--tracking-uri", store,

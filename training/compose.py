@@ -6,7 +6,6 @@ run directory is `hydra.run.dir`, and its `.hydra/config.yaml` records what ran,
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -17,10 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from training.config import ConfigError, not_a_key
+from triage.names import mask  # the one masking of passwords in URLs, shared with triage (which never imports training)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?P<tail>@)")
-
 if not OmegaConf.has_resolver("now"):
     OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
 
@@ -52,11 +50,6 @@ def write_run_dir(cfg: DictConfig) -> Path:
     (run_dir / ".hydra" / "config.yaml").write_text(mask(OmegaConf.to_yaml(job)))
     (run_dir / ".hydra" / "overrides.yaml").write_text(mask(OmegaConf.to_yaml(list(cfg.hydra.overrides.task))))
     return run_dir
-
-
-def mask(text: str) -> str:
-    """`postgresql://user:secret@host/db` → `postgresql://user:***@host/db`, anywhere in `text`."""
-    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
 
 
 def config_flag(args: list[str]) -> tuple[list[str], bool]:

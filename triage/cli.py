@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .names import MetricNames, default_tracking_uri
+from .names import MetricNames, default_tracking_uri, mask
 
 # A tracking server that does not answer should fail in seconds, not after MLflow's default
 # retries with backoff (minutes); a user's own settings win.
@@ -108,5 +108,5 @@ def main(argv: list[str] | None = None) -> int:
                   write=not args.no_write)
         return 0
     except TriageError as e:
-        print(f"triage: {e}", file=sys.stderr)
+        print(f"triage: {mask(str(e))}", file=sys.stderr)
         return 2

@@ -79,7 +79,8 @@ class RunRecord:
 
 
 def check_tracking_uri(uri: str) -> None:
-    """Fail with one line when ``uri`` is a SQLite file that does not exist (MLflow would create it)."""
+    """Fail with one line when ``uri`` is a SQLite file or file store that does not exist (MLflow would
+    create it) or a store MLflow cannot open (see ``store_error``)."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
         path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else parsed.path
@@ -90,6 +91,39 @@ def check_tracking_uri(uri: str) -> None:
         path = parsed.path if parsed.scheme == "file" else uri
         if not Path(path).exists():
             raise TriageError(f"no MLflow file store at {path}; pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    if reason := store_error(uri):
+        raise TriageError(f"{reason}; check --tracking-uri")
+
+
+def store_error(uri: str) -> str | None:
+    """Why MLflow cannot open the tracking store at ``uri`` (one line), or None.
+
+    A file store (a path, ``file://``) opens only with ``MLFLOW_ALLOW_FILE_STORE=true`` since MLflow 3.
+    A PostgreSQL or MySQL database is tried once, for at most 10 s: MLflow's SQL store retries a failed
+    connection ten times over about 100 s, logging each try, before it raises."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+
+        if not MLFLOW_ALLOW_FILE_STORE.get():
+            return (f"{uri} is an MLflow file store, which MLflow 3 opens only with MLFLOW_ALLOW_FILE_STORE=true: set "
+                    "it, or copy the runs into SQLite (mlflow migrate-filestore --source DIR --target sqlite:///mlflow.db)")
+        return None
+    if not uri.startswith(("postgresql", "mysql")):
+        return None
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine = create_engine(uri, poolclass=NullPool, connect_args={"connect_timeout": 10})
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+    except Exception as e:  # driver errors carry multi-line text; a missing driver is an ImportError
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"cannot open the MLflow database {uri}: {reason}"
+    return None
 
 
 def client_for(uri: str) -> Any:

@@ -1,10 +1,15 @@
-"""Which MLflow metric holds which canonical curve, and where the tracking store is by default."""
+"""Which MLflow metric holds which canonical curve, where the tracking store is by default, and how a
+store's URL is printed (passwords masked)."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?P<tail>@)")
+
 
 @dataclass(frozen=True)
 class MetricNames:
@@ -40,3 +45,8 @@ def default_tracking_uri() -> str:
         return uri
     home = Path(os.environ.get("SWEEPS_HOME") or Path.home() / ".sweeps").expanduser()
     return f"sqlite:///{home.resolve() / 'mlflow.db'}"
+
+
+def mask(text: str) -> str:
+    """`postgresql://user:secret@host/db` → `postgresql://user:***@host/db`, anywhere in `text`."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)

@@ -176,17 +176,17 @@ def summarize(
     th = thresholds or load_thresholds()
     uri = tracking_uri or default_tracking_uri()
     out = Path(out_dir) if out_dir is not None else Path.cwd()
-    if write:  # before any tag is written
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise TriageError(f"cannot write the reports to {out} ({e.strerror}); pass another --out") from None
     client = client_for(uri)
     exp = find_experiment(client, experiment_name)
     runs = read_runs(client, exp.experiment_id, metric_names, parent_run_id)
     if parent_run_id is not None and parent_run_id not in {r.run_id for r in runs}:
         raise TriageError(f"no run {parent_run_id} in experiment {experiment_name!r}: pass the id of a sweep's parent "
                           "run (tag sweep.role = parent)")
+    if write:  # after every check of the input, before any tag is written
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TriageError(f"cannot write the reports to {out} ({e.strerror}); pass another --out") from None
     children = [r for r in runs if not r.is_parent]
     verdict_list = classify_many([r.curves for r in children], th, [r.meta() for r in children])
     verdicts = {r.run_id: v for r, v in zip(children, verdict_list)}
