@@ -162,13 +162,18 @@ def _parent_run(study: optuna.Study, tracker: Tracker, created: bool) -> str:
     while run_id is None and not created and time.monotonic() < deadline:
         time.sleep(0.2)
         run_id = study.user_attrs.get(PARENT_ATTR)
-    if run_id is not None and (why := tracker.missing_run(run_id)):  # the tracking store changed under the study
-        console.print(f"[yellow]the study's MLflow parent run {run_id[:8]} {why}: this sweep logs under a new parent "
-                      "run, which holds only the trials run from now on[/]")
-        run_id = None
+    why = tracker.missing_run(run_id) if run_id is not None else None  # the tracking store changed under the study
+    old, run_id = (run_id, None) if why else (None, run_id)
     parent = tracker.parent_run(study.study_name, run_id)
     if run_id is None:
         study.set_user_attr(PARENT_ATTR, parent)
+    if old is not None:
+        # deleted in the UI, its trial runs are still in the store: moved, the sweep's triage reads them again
+        moved = tracker.adopt_children(old, parent) if why == "was deleted" else 0
+        held = (f"and the study's {moved} earlier trial runs were moved under it" if moved
+                else "which holds only the trials run from now on")
+        console.print(f"[yellow]the study's MLflow parent run {old[:8]} {why}: this sweep logs under a new parent run, "
+                      f"{held}[/]")
     return parent
 
 

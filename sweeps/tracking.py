@@ -141,6 +141,14 @@ class Tracker:
         )
         return run.info.run_id
 
+    def adopt_children(self, old_parent: str, new_parent: str) -> int:
+        """Move the active runs under `old_parent` (a deleted parent run) under `new_parent`; how many."""
+        children = self.client.search_runs([self.experiment_id], f"tags.{MLFLOW_PARENT_RUN_ID} = '{old_parent}'",
+                                           max_results=50000)
+        for run in children:
+            self.client.set_tag(run.info.run_id, MLFLOW_PARENT_RUN_ID, new_parent)
+        return len(children)
+
     def missing_run(self, run_id: str) -> str | None:
         """Why `run_id` cannot be this experiment's parent run (deleted, or not in this store), else None."""
         try:

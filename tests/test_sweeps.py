@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import pytest
 from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.trial import TrialState
 
 from sweeps.budget import interrupted, spent
@@ -817,10 +818,13 @@ def test_a_parent_run_the_tracking_store_lost_is_replaced_and_a_deleted_experime
     study, created = _open_study(sweep, storage, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner())
     tracker = Tracker(tracking, "lost")
     first = _parent_run(study, tracker, created)
+    trials = [tracker.start_trial(first, "lost", n, []) for n in range(2)]
     tracker.client.delete_run(first)
     assert tracker.missing_run(first) == "was deleted"
     second = _parent_run(study, tracker, False)
     assert second != first and optuna.load_study(study_name="lost", storage=storage).user_attrs[PARENT_ATTR] == second
+    # the trial runs it held are moved under the new one (they stayed under the deleted run: triage never read them)
+    assert {tracker.client.get_run(t).data.tags[MLFLOW_PARENT_RUN_ID] for t in trials} == {second}
     assert _parent_run(study, tracker, False) == second  # a plain resume keeps it
 
     elsewhere = Tracker(f"sqlite:///{sweeps_home}/other-mlflow.db", "lost")  # the same study, another tracking store
