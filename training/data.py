@@ -179,11 +179,14 @@ def _download(root: Path) -> str | None:
     """torchvision's download into `root`; why it failed (no network, ...), or None."""
     from torchvision.datasets import CIFAR10
 
+    existed = root.exists()
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as e:
         if (root / TORCHVISION_DIR).is_dir():
             raise DataError(f"download of CIFAR-10 into {root} failed halfway ({e}); remove it and retry") from None
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # no empty ./data left behind where the download made it
         return describe(e)
     return None
 
