@@ -67,8 +67,8 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
 
 
 class StudyLock:
-    """A lock on one study, held by one process of any on any machine; `release` is idempotent, and a
-    process that dies lets go of it (the database ends its session; the OS drops its file lock)."""
+    """A lock on one study (or any other name), held by one process of any on any machine; `release` is
+    idempotent, and a process that dies lets go of it (the database ends its session; the OS drops its file lock)."""
 
     # MySQL's GET_LOCK waits at most its timeout (1: got it, 0: timed out); MariaDB answers NULL at once to the
     # "wait forever" of a negative timeout, which let every process in: so wait in steps, until it says 1

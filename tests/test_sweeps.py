@@ -698,6 +698,28 @@ def test_workers_opening_a_new_storage_at_once_all_get_it(new_storage_url: str) 
     assert [w.exitcode for w in workers] == [0] * 4
 
 
+def _open_tracker_with(barrier: Any, url: str) -> None:
+    from sweeps.tracking import Tracker
+
+    barrier.wait()
+    Tracker(url, "race").parent_run("race", None)
+
+
+def test_sweeps_opening_a_new_tracking_store_at_once_all_get_it(new_storage_url: str) -> None:
+    """Four processes (machines) open one new MLflow database at the same instant. 3 of 4 failed in MLflow's
+    schema creation (PostgreSQL: a unique violation; MariaDB: "Duplicate column name"); all now log to one experiment."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    workers = [ctx.Process(target=_open_tracker_with, args=(barrier, new_storage_url)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(300)
+    assert [w.exitcode for w in workers] == [0] * 4
+    experiment = MlflowClient(new_storage_url).get_experiment_by_name("race")
+    assert len(MlflowClient(new_storage_url).search_runs([experiment.experiment_id])) == 4
+
+
 def _trials_while_budget_lasts(barrier: Any, storage: str, n_trials: int) -> None:
     from sweeps.budget import optimize_one
     from sweeps.storage import StudyLock, open_storage
