@@ -103,9 +103,10 @@ def store_error(uri: str) -> str | None:
     connection ten times over about 100 s, logging each try, before it raises."""
     scheme = urlparse(uri).scheme
     if scheme in ("", "file"):
-        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+        from mlflow import environment_variables
 
-        if not MLFLOW_ALLOW_FILE_STORE.get():
+        allowed = getattr(environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)  # earlier MLflow 3 releases open any
+        if allowed is not None and not allowed.get():
             return (f"{uri} is an MLflow file store, which MLflow 3 opens only with MLFLOW_ALLOW_FILE_STORE=true: set "
                     "it, or copy the runs into SQLite (mlflow migrate-filestore --source DIR --target sqlite:///mlflow.db)")
         return None
