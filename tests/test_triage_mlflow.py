@@ -206,6 +206,38 @@ def test_failed_run_without_curve_from_other_code_is_crashed(store: str) -> None
     assert s.verdicts[rid].label == "crashed"
 
 
+def test_other_codes_parent_runs_are_not_judged_and_explain_names_them(store: str, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """Another tool's nested runs (a parent that only holds trials, as with MLflow's `nested=True`): the parent,
+    with no loss of its own, was called `crashed` ("recorded no epoch"), and `explain` on it, or on a sweep's
+    parent run, ended in a ValueError traceback. A parent that logs a loss curve of its own is judged."""
+    from triage.cli import main
+
+    client = MlflowClient(store)
+    exp = client.create_experiment("nested")
+    holder = client.create_run(exp, run_name="search").info.run_id
+    client.log_param(holder, "study", "x")
+    client.set_terminated(holder)
+    trained = client.create_run(exp, run_name="cv").info.run_id  # a parent with a loss curve: e.g. the folds' mean
+    client.log_batch(trained, metrics=[Metric("train_loss", 2.3 * 0.8 ** e, 0, e) for e in range(1, 9)])
+    client.set_terminated(trained)
+    kids = [log_run(client, exp, {"train_loss": [2.3 * (0.8 + 0.01 * i) ** e for e in range(8)]}, {"lr": str(i)},
+                    parent=holder if i < 3 else trained) for i in range(5)]
+    s = summarize("nested", store, tmp_path, console=_quiet())
+    assert set(s.verdicts) == {trained, *kids}, s.verdicts
+    assert s.notes == ["1 run that other runs nest under and that log no loss (search): not judged"]
+    assert "triage" not in client.get_run(holder).data.tags
+    assert client.get_run(trained).data.tags["triage"] == s.verdicts[trained].label
+    sweep_parent = make_sweep(store, "nested-sweep")[1]
+    for run, held in [(holder, 3), (sweep_parent, 26)]:
+        capsys.readouterr()
+        assert main(["explain", run[:8], "--tracking-uri", store]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("triage: run "), err
+        assert f"({run[:8]}) holds {held} runs and logs no loss of its own: explain one of them" in err[0], err
+    assert main(["explain", kids[0][:8], "--tracking-uri", store]) == 0
+
+
 def _plain_logistic_regression_loop(uri: str, experiment: str, lr: float, epochs: int = 30, stepped: bool = True) -> str:
     """A training loop that knows nothing of this project: NumPy logistic regression, MLflow fluent API,
     Keras-style metric names (loss, accuracy, val_loss, val_accuracy); `stepped=False` logs without

@@ -197,10 +197,11 @@ def summarize(
               if r.tags.get("sweep.failure") != "interrupted" and verdicts[r.run_id].label != UNDETERMINED]
     rules = failure_rules([r.params for r in judged], [verdicts[r.run_id].label for r in judged], FAILURE_LABELS, space)
     importances, note = _importances(study) if study is not None else (None, None)
-    parents = [r for r in runs if r.is_parent]
+    notes = [n for n in (_containers_note(runs), note) if n]
+    parents = [r for r in runs if r.is_sweep_parent]
     parent = parent_run_id or (max(parents, key=lambda r: r.start_time).run_id if parents else None)
     summary = Summary(experiment_name, uri, children, verdicts, rules, importances, epochs_saved(children),
-                      version_string(th), parent, notes=[note] if note else [])
+                      version_string(th), parent, notes=notes)
     if write:
         write_tags(client, {r.run_id: triage_tags(verdicts[r.run_id], th) for r in children})
         if study is not None:
@@ -214,6 +215,15 @@ def summarize(
 
     print_table(summary, console)
     return summary
+
+
+def _containers_note(runs: list[RunRecord]) -> str | None:
+    """Name the runs left unjudged because they only hold other runs (another tool's parent runs)."""
+    held = [r.label_name for r in runs if r.is_parent and not r.is_sweep_parent]
+    if not held:
+        return None
+    shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+    return f"{count_noun(len(held), 'run')} that other runs nest under and that log no loss ({shown}): not judged"
 
 
 def _name_reruns(runs: list[RunRecord], verdicts: dict[str, Verdict]) -> None:
