@@ -319,6 +319,10 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "optimizer.lr=-1"], "optimizer.lr=-1"),
         (["+sweep=lr", "data.root=/nonexistent"], "no CIFAR-10 at /nonexistent"),
         ([], "no sweep chosen"),
+        # Hydra's words were "Could not override 'sweep'. No match in the defaults list." and "Multiple values for
+        # sweep. To override a value use 'override sweep: clip'"
+        (["sweep=lr"], "sweep=lr: the sweep group is added, not overridden: +sweep=lr"),
+        (["+sweep=lr", "+sweep=clip"], "+sweep=lr and +sweep=clip: sweep is chosen more than once; one sweep per command"),
         (["-m", "+sweep=lr,clip"], "multirun is not supported"),
         (["+sweep=lr", "train.device=gpu"], "train.device='gpu' is not a device"),
         (["+sweep=lr", "sweep.objective.metric=accuracy"], "sweep.objective.metric='accuracy' is not a per-epoch metric; choose one of: train_loss"),

@@ -6,6 +6,7 @@ run directory is `hydra.run.dir`, and its `.hydra/config.yaml` records what ran,
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
             cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_unknown_key(e, overrides, config_name) or _first_line(e)) from None
+        raise ConfigError(_unknown_key(e, overrides, config_name) or _group_choice(e, overrides) or _first_line(e)) from None
     known = {"hydra", "paths", *(d.name for d in CONF_DIR.iterdir() if d.is_dir())}
     if unknown := sorted(set(cfg) - known):  # `+trian.epochs=3` adds a root key nothing reads
         raise ConfigError(not_a_key(str(unknown[0]), "", sorted(known - {"hydra"})))
@@ -94,6 +95,20 @@ def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | 
     add = [ln.strip()[len("To append to your config use "):] for ln in str(e).splitlines() if "To append" in ln]
     how = f"; under sweep.space new keys are added with +: {add[0]}" if add and key.startswith("sweep.space.") else ""
     return not_a_key(key, parent, [str(k) for k in node]) + how
+
+
+def _group_choice(e: Exception, overrides: list[str]) -> str | None:
+    """A group chosen without its + (`sweep=lr`) or twice (`+sweep=lr +sweep=clip`), which Hydra answers with
+    its defaults-list terms ("No match in the defaults list", "use 'override sweep: clip'"); else None."""
+    if m := re.match(r"Could not override '(\w+)'\. No match in the defaults list", str(e)):
+        given = next((o for o in overrides if o.partition("=")[0] == m[1]), m[1])
+        if (CONF_DIR / m[1]).is_dir():
+            return f"{given}: the {m[1]} group is added, not overridden: +{given}"
+    if m := re.match(r"Multiple values for (\w+)\.", str(e)):
+        given = [o for o in overrides if o.partition("=")[0].lstrip("+~") == m[1]]
+        once = "one sweep per command" if m[1] == "sweep" else f"choose one {m[1]}"
+        return f"{' and '.join(given)}: {m[1]} is chosen more than once; {once}"
+    return None
 
 
 def _first_line(e: Exception) -> str:
