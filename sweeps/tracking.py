@@ -16,6 +16,7 @@ its running trials had not sent yet (a few seconds' worth; those trials are fail
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import urllib.error
@@ -37,6 +38,9 @@ from training.errors import describe
 from triage.mlflow_io import store_error
 
 PARENT_ROLE = "parent"
+# "Creating initial MLflow database tables...", "Updating database tables": MLflow's INFO lines on a new store,
+# timestamped, amid the sweep's own output (which names the store); its warnings and errors still show
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
 MAX_METRICS_PER_BATCH = 1000
 

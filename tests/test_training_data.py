@@ -151,3 +151,18 @@ def test_shared_cifar10_copy(cifar_root: Path, cache_dir: Path) -> None:
     assert d.classes[:3] == ["airplane", "automobile", "bird"]
     assert np.bincount(d.val.y.numpy()).tolist() == [500] * 10
     assert np.bincount(d.test.y.numpy()).tolist() == [1000] * 10
+
+
+def test_decoding_in_a_log_is_one_line_per_split_on_stderr(tmp_path: Path) -> None:
+    """rich's bar went to stdout and, not on a terminal, left a blank line there per split; a log now reads
+    one line per split on stderr, and stdout holds only the results."""
+    from tests.conftest import run_cli
+
+    root = make_tree(tmp_path / "tree", per_class=10)
+    p = run_cli("training", "fit", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "data.val_size=3",
+                "train.epochs=1", "train.batch_size=8", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"run directory: {tmp_path / 'run'}\ncompleted 1 epoch;"), p.stdout
+    said = p.stderr.splitlines()
+    assert said[:2] == [f"decoding 30 images of {root / 'train'} (once: they are cached)",
+                        f"decoding 6 images of {root / 'test'} (once: they are cached)"], said

@@ -254,6 +254,7 @@ def _decode_folders(root: Path) -> Arrays:
 
 def _decode_split(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image, UnidentifiedImageError
+    from rich.console import Console
     from rich.progress import track
 
     files: list[tuple[Path, int]] = []
@@ -264,7 +265,11 @@ def _decode_split(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndar
                             "needs at least one")
         files += [(p, label) for p in found]
     x = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    for i, (path, _) in enumerate(track(files, description=f"decoding {folder.name}/", transient=True)):
+    err = Console(stderr=True, soft_wrap=True)  # with the other progress output, off stdout; in a log one line, not a bar
+    if not err.is_terminal:
+        err.print(f"decoding {len(files)} images of {folder} (once: they are cached)", highlight=False, markup=False)
+    bar = track(files, description=f"decoding {folder.name}/", transient=True, console=err, disable=not err.is_terminal)
+    for i, (path, _) in enumerate(bar):
         try:
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("RGB"))
