@@ -198,6 +198,16 @@ def test_build_curves_puts_omitted_points_back() -> None:
     assert np.isinf(c["val_loss"][1])
 
 
+def test_per_batch_points_are_grouped_only_on_a_shared_step_axis() -> None:
+    batches = [(s, 0, 3.0 - s / 100) for s in range(1, 101)]  # 100 batches, steps 1-100
+    per_epoch = {"val_loss": [(s, 0, 3.0 - s / 100) for s in (25, 50, 75, 100)], "train_loss": batches,
+                 "grad_norm_max": [(s, 0, float(s)) for s in range(1, 101)]}
+    c = build_curves(per_epoch, MetricNames())
+    assert np.allclose(c["train_loss"], [2.87, 2.62, 2.37, 2.12]) and np.allclose(c["grad_norm_max"], [25, 50, 75, 100])
+    epochs_as_steps = {"val_loss": [(s, 0, 2.0) for s in (1, 2, 3, 4)], "train_loss": batches}  # step = epoch there
+    assert len(build_curves(epochs_as_steps, MetricNames())["train_loss"]) == 100  # left as logged
+
+
 def test_failed_run_without_curve_from_other_code_is_crashed(store: str) -> None:
     client = MlflowClient(store)
     exp = client.create_experiment("other")
@@ -236,6 +246,36 @@ def test_other_codes_parent_runs_are_not_judged_and_explain_names_them(store: st
         assert len(err) == 1 and err[0].startswith("triage: run "), err
         assert f"({run[:8]}) holds {held} runs and logs no loss of its own: explain one of them" in err[0], err
     assert main(["explain", kids[0][:8], "--tracking-uri", store]) == 0
+
+
+def test_a_training_loss_logged_per_batch_is_read_per_evaluation(store: str) -> None:
+    """Lightning logs training_step's loss per batch (step = global step) and validation per epoch; read step
+    by step, the batches' noise made every run `oscillating`. Mean per evaluation interval, it reads as the
+    epochs it is; a NaN mid-epoch still ends the run as diverging at that epoch."""
+    client = MlflowClient(store)
+    exp = client.create_experiment("per-batch")
+    rng = np.random.default_rng(0)
+    epochs, batches = 20, 100
+    steps = np.arange(1, epochs * batches + 1)
+    train = 2.3 * np.exp(-3 * steps / steps[-1]) * (1 + 0.15 * rng.standard_normal(len(steps)))
+    evals = steps[batches - 1::batches]
+    val = 2.35 * np.exp(-2.5 * evals / steps[-1])
+    runs = {}
+    for name, n_train, n_val, nan_from in [("healthy", len(steps), epochs, None), ("blew-up", 1450, 14, 1400)]:
+        y = train[:n_train].copy()
+        if nan_from:
+            y[nan_from:] = math.nan
+        rid = client.create_run(exp, run_name=name).info.run_id
+        points = [Metric("train_loss", float(v), 0, int(st)) for st, v in zip(steps, y)]
+        points += [Metric("val_loss", float(v), 0, int(st)) for st, v in zip(evals[:n_val], val[:n_val])]
+        for i in range(0, len(points), 1000):
+            client.log_batch(rid, metrics=points[i:i + 1000])
+        client.set_terminated(rid)
+        runs[name] = rid
+    s = summarize("per-batch", store, write=False, console=_quiet())
+    healthy, blew_up = s.verdicts[runs["healthy"]], s.verdicts[runs["blew-up"]]
+    assert healthy.label == "healthy" and "over 20 epochs" in healthy.reason, healthy
+    assert blew_up.label == "diverging" and blew_up.reason.startswith("train_loss became NaN at epoch 15"), blew_up
 
 
 def _plain_logistic_regression_loop(uri: str, experiment: str, lr: float, epochs: int = 30, stepped: bool = True) -> str:

@@ -255,7 +255,31 @@ def build_curves(
         pos = int(np.searchsorted(steps, epoch))
         curves[key] = np.insert(curves.get(key, np.array([])), pos, math.nan)
         steps_of[key] = np.insert(steps, pos, epoch)
+    _per_evaluation(steps_of, curves)
     return curves
+
+
+def _per_evaluation(steps_of: dict[str, np.ndarray], curves: dict[str, np.ndarray]) -> None:
+    """Read training curves logged per batch (Lightning's default in ``training_step``, the Hugging Face
+    Trainer's ``logging_steps``) as the validation curve's epochs: the mean of the points up to each evaluation
+    (the max for ``grad_norm_max``), a NaN/inf point making its epoch's value NaN/inf. Read step by step, the
+    batches' noise looked like an oscillating loss. Only where both share one step axis: every evaluation
+    interval holds points, and no more follow the last evaluation than one interval holds (a partial epoch)."""
+    ref = next((steps_of[k] for k in ("val_loss", "val_acc") if len(steps_of.get(k, ())) >= 2), None)
+    if ref is None:
+        return
+    for key in ("train_loss", "train_acc", "grad_norm", "grad_norm_max", "clip_fraction", "lr"):
+        steps = steps_of.get(key)
+        if steps is None or len(steps) < 2 * len(ref):
+            continue
+        epoch = np.searchsorted(ref, steps, side="left")  # the first evaluation at or after each point
+        sizes = np.bincount(epoch, minlength=len(ref) + 1)
+        if (sizes[1:len(ref)] == 0).any() or sizes[len(ref)] > sizes[: len(ref)].max():
+            continue  # other step units (val at step = epoch, train at step = batch): left as logged
+        reduce = np.max if key == "grad_norm_max" else np.mean
+        values = curves[key]
+        curves[key] = np.array([reduce(values[epoch == i]) for i in range(len(ref) + 1) if sizes[i]])
+        steps_of[key] = np.array([ref[i] if i < len(ref) else steps[-1] for i in range(len(ref) + 1) if sizes[i]])
 
 
 def read_runs(client: Any, experiment_id: str, names: MetricNames, parent_run_id: str | None = None) -> list[RunRecord]:
