@@ -119,6 +119,23 @@ def test_missing_dataset_says_where_it_looked(tmp_path: Path, monkeypatch: pytes
     assert not (tmp_path / "nothing").exists()  # nothing half-downloaded left behind, not even the folder it made
 
 
+@pytest.mark.parametrize("inside", ["train", "test", "cifar-10-batches-py"])
+def test_a_folder_inside_a_copy_names_the_copy(tmp_path: Path, inside: str) -> None:
+    """data.root at a copy's train/ (or torchvision's batch folder): torchvision downloaded a second copy into it,
+    where, in a class-folder split, it then read as an 11th class."""
+    from torchvision.datasets import CIFAR10
+
+    copy = make_tree(tmp_path / "cifar10")
+    if inside == "cifar-10-batches-py":
+        (copy / inside).mkdir()
+        (copy / inside / "data_batch_1").write_bytes(b"")
+    with pytest.raises(DataError) as e:
+        load_data(cfg(copy / inside, tmp_path / "cache", val_size=3, download=True))
+    part = "torchvision's cifar-10-batches-py/" if inside == "cifar-10-batches-py" else f"the {inside}/ split"
+    assert str(e.value) == f"{copy / inside} is {part} of a CIFAR-10 copy: point data.root or CIFAR10_ROOT at {copy}"
+    assert not (copy / inside / CIFAR10.base_folder).exists()  # no download into it
+
+
 @pytest.mark.parametrize("val_size, train_size", [(18, None), (2, None), (3, 100)])
 def test_split_sizes_that_cannot_fit(tmp_path: Path, val_size: int, train_size: int | None) -> None:
     root = make_tree(tmp_path / "tree")

@@ -164,6 +164,11 @@ def find_source(root: Path, download: bool) -> tuple[str, list[os.DirEntry[str]]
     """Detect the source at `root`: ('folders', files) or ('torchvision', batch files)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         return "folders", [f for split in ("train", "test") for c in _class_dirs(root / split) for f in _images(c)]
+    if (root / "data_batch_1").is_file() or (root.name in ("train", "test") and (root.parent / "train").is_dir()
+                                              and (root.parent / "test").is_dir()):  # fmt: skip
+        # a folder inside a copy: torchvision would download another copy into it (into a class-folder split, too)
+        part = f"torchvision's {TORCHVISION_DIR}/" if (root / "data_batch_1").is_file() else f"the {root.name}/ split"
+        raise DataError(f"{root} is {part} of a CIFAR-10 copy: point data.root or CIFAR10_ROOT at {root.parent}")
     tv = root / TORCHVISION_DIR
     failed = _download(root) if not tv.is_dir() and download else None
     if tv.is_dir():
