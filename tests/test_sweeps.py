@@ -693,14 +693,19 @@ def new_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_workers_opening_a_new_storage_at_once_all_get_it(new_storage_url: str) -> None:
     """Four processes open one new storage at the same instant. With plain Optuna's RDBStorage some lost
     the race to create its schema ("table ... already exists", a duplicate key) in 5 of 5 tries."""
+    assert _at_once(_open_storage_with, new_storage_url, timeout=120) == [0] * 4
+
+
+def _at_once(target: Any, url: str, timeout: float, n: int = 4) -> list[int | None]:
+    """Exit codes of `n` processes running `target(barrier, url)`, released together by the barrier."""
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    workers = [ctx.Process(target=_open_storage_with, args=(barrier, new_storage_url)) for _ in range(4)]
+    barrier = ctx.Barrier(n)
+    workers = [ctx.Process(target=target, args=(barrier, url)) for _ in range(n)]
     for w in workers:
         w.start()
     for w in workers:
-        w.join(120)
-    assert [w.exitcode for w in workers] == [0] * 4
+        w.join(timeout)
+    return [w.exitcode for w in workers]
 
 
 def _open_tracker_with(barrier: Any, url: str) -> None:
@@ -713,14 +718,7 @@ def _open_tracker_with(barrier: Any, url: str) -> None:
 def test_sweeps_opening_a_new_tracking_store_at_once_all_get_it(new_storage_url: str) -> None:
     """Four processes (machines) open one new MLflow database at the same instant. 3 of 4 failed in MLflow's
     schema creation (PostgreSQL: a unique violation; MariaDB: "Duplicate column name"); all now log to one experiment."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    workers = [ctx.Process(target=_open_tracker_with, args=(barrier, new_storage_url)) for _ in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(300)
-    assert [w.exitcode for w in workers] == [0] * 4
+    assert _at_once(_open_tracker_with, new_storage_url, timeout=300) == [0] * 4
     experiment = MlflowClient(new_storage_url).get_experiment_by_name("race")
     assert len(MlflowClient(new_storage_url).search_runs([experiment.experiment_id])) == 4
 
