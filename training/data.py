@@ -164,10 +164,7 @@ def find_source(root: Path, download: bool) -> tuple[str, list[os.DirEntry[str]]
     """Detect the source at `root`: ('folders', files) or ('torchvision', batch files)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         return "folders", [f for split in ("train", "test") for c in _class_dirs(root / split) for f in _images(c)]
-    if (root / "data_batch_1").is_file() or (root.name in ("train", "test") and (root.parent / "train").is_dir()
-                                              and (root.parent / "test").is_dir()):  # fmt: skip
-        # a folder inside a copy: torchvision would download another copy into it (into a class-folder split, too)
-        part = f"torchvision's {TORCHVISION_DIR}/" if (root / "data_batch_1").is_file() else f"the {root.name}/ split"
+    if part := _part_of_a_copy(root):  # torchvision would download another copy into it (into a split, too)
         raise DataError(f"{root} is {part} of a CIFAR-10 copy: point data.root or CIFAR10_ROOT at {root.parent}")
     tv = root / TORCHVISION_DIR
     failed = _download(root) if not tv.is_dir() and download else None
@@ -178,6 +175,15 @@ def find_source(root: Path, download: bool) -> tuple[str, list[os.DirEntry[str]]
         "(class folders)" + (f", and torchvision's download failed ({failed})" if failed else "")
         + "; point data.root or the CIFAR10_ROOT environment variable at a copy"
     )
+
+
+def _part_of_a_copy(root: Path) -> str | None:
+    """What `root` is when it is a folder inside a CIFAR-10 copy (torchvision's batch folder, a split), else None."""
+    if (root / "data_batch_1").is_file():
+        return f"torchvision's {TORCHVISION_DIR}/"
+    if root.name in ("train", "test") and (root.parent / "train").is_dir() and (root.parent / "test").is_dir():
+        return f"the {root.name}/ split"
+    return None
 
 
 def _download(root: Path) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ class RunRecord:
     start_time: int = 0
     curves: dict[str, np.ndarray] = field(default_factory=dict)
     experiment_id: str = ""
-    holds_runs: bool = False  # other runs of the experiment nest under it (tag mlflow.parentRunId)
+    held: int = 0  # runs of the experiment that nest under it (tag mlflow.parentRunId)
 
     @property
     def is_sweep_parent(self) -> bool:
@@ -52,7 +53,7 @@ class RunRecord:
     def is_parent(self) -> bool:
         """A run that holds trials rather than being one, so is not judged: a sweep's parent run, or a run
         other runs nest under that logs no loss of its own (other code's parent runs)."""
-        return self.is_sweep_parent or (self.holds_runs and not {"train_loss", "val_loss"} & self.curves.keys())
+        return self.is_sweep_parent or (self.held > 0 and not {"train_loss", "val_loss"} & self.curves.keys())
 
     @property
     def trial(self) -> int | None:
@@ -279,18 +280,17 @@ def _per_evaluation(steps_of: dict[str, np.ndarray], curves: dict[str, np.ndarra
         reduce = np.max if key == "grad_norm_max" else np.mean
         values = curves[key]
         curves[key] = np.array([reduce(values[epoch == i]) for i in range(len(ref) + 1) if sizes[i]])
-        steps_of[key] = np.array([ref[i] if i < len(ref) else steps[-1] for i in range(len(ref) + 1) if sizes[i]])
 
 
 def read_runs(client: Any, experiment_id: str, names: MetricNames, parent_run_id: str | None = None) -> list[RunRecord]:
     """Every run of the experiment (or the children of ``parent_run_id``), with curves, read in bulk."""
     runs = _search_all(client, experiment_id)
-    holders = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+    held = Counter(r.data.tags.get("mlflow.parentRunId") for r in runs)
     if parent_run_id is not None:
         runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run_id or r.info.run_id == parent_run_id]
     records = [
         RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, dict(r.data.params), dict(r.data.tags),
-                  r.info.start_time or 0, experiment_id=r.info.experiment_id, holds_runs=r.info.run_id in holders)
+                  r.info.start_time or 0, experiment_id=r.info.experiment_id, held=held[r.info.run_id])
         for r in runs
     ]
     ids = [r.run_id for r in records if not r.is_sweep_parent]
@@ -312,10 +312,9 @@ def read_with_siblings(client: Any, run_id: str, names: MetricNames) -> tuple[Ru
     that ``triage explain`` gives the verdict the tags hold (a 1-2 epoch run is compared with the others)."""
     run = read_run(client, run_id, names)
     runs = read_runs(client, run.experiment_id, names, run.tags.get("mlflow.parentRunId"))
-    if any(r.run_id == run.run_id and r.is_parent for r in runs):
-        held = sum(r.data.tags.get("mlflow.parentRunId") == run.run_id for r in _search_all(client, run.experiment_id))
+    if (holder := next((r for r in runs if r.run_id == run.run_id and r.is_parent), None)) is not None:
         experiment = client.get_experiment(run.experiment_id).name
-        raise TriageError(f"run {run.label_name} ({run.run_id[:8]}) holds {held} runs and logs no loss of its own: "
+        raise TriageError(f"run {run.label_name} ({run.run_id[:8]}) holds {holder.held} runs and logs no loss of its own: "
                           f"explain one of them, or python -m triage summarize --experiment {experiment!r}")
     return run, [r for r in runs if not r.is_parent]
 
