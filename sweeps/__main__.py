@@ -20,7 +20,8 @@ USAGE = f"usage: python -m sweeps run +sweep={{{','.join(SWEEPS)}}} [overrides, 
 
 HELP = """
 Runs (or resumes: same command, same sweep.study_name) an Optuna study whose trials train and log to
-MLflow, then triages them. Sweeps: conf/sweep/*.yaml. Overrides take the training groups (optimizer,
+MLflow, then triages them. Sweeps: conf/sweep/*.yaml; one of your own, DIR/sweep/NAME.yaml, with
+'hydra.searchpath=[file://DIR]' +sweep=NAME. Overrides take the training groups (optimizer,
 scheduler, train, data, ...), storage=sqlite|journal|postgres|mysql and sweep.* (n_trials, n_workers, pack,
 pruner, sampler, ...), e.g.
   python -m sweeps run +sweep=full sweep.n_trials=100 sweep.n_workers=2 train.epochs=10 storage=journal

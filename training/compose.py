@@ -7,6 +7,7 @@ run directory is `hydra.run.dir`, and its `.hydra/config.yaml` records what ran,
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -17,9 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from training.config import ConfigError, not_a_key
-from triage.names import mask  # the one masking of passwords in URLs, shared with triage (which never imports training)
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from triage.names import CONF_DIR, mask  # where conf/ lies and how passwords are masked, shared with triage
 if not OmegaConf.has_resolver("now"):
     OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
 
@@ -32,8 +31,7 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
                               "(a sweep searches its space itself: python -m sweeps run +sweep=NAME)")
         raise ConfigError(f"{flag}: not an option; the arguments are Hydra overrides such as train.epochs=5 (see --help)")
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
+        cfg = _hydra_compose(config_name, overrides)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_unknown_key(e, overrides, config_name) or _group_choice(e, overrides) or _first_line(e)) from None
@@ -83,10 +81,10 @@ def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | 
     if not key or not isinstance(e.__cause__, (ConfigAttributeError, ConfigKeyError)):
         return None
     parent = key.rpartition(".")[0]
-    choices = [o for o in overrides if "." not in (k := o.partition("=")[0]) and k.lstrip("+~") != key]  # +sweep=lr, optimizer=adam
+    choices = [o for o in overrides  # +sweep=lr, optimizer=adam, and where they are found (hydra.searchpath)
+               if ("." not in (k := o.partition("=")[0]) or k.startswith("hydra.")) and k.lstrip("+~") != key]
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            root = hydra_compose(config_name, overrides=choices, return_hydra_config=True)
+        root = _hydra_compose(config_name, choices)
         node = OmegaConf.select(root, parent) if parent else job_config(root)
     except (HydraException, OmegaConfBaseException):
         return None
@@ -95,6 +93,30 @@ def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | 
     add = [ln.strip()[len("To append to your config use "):] for ln in str(e).splitlines() if "To append" in ln]
     how = f"; under sweep.space new keys are added with +: {add[0]}" if add and key.startswith("sweep.space.") else ""
     return not_a_key(key, parent, [str(k) for k in node]) + how
+
+
+def _hydra_compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Hydra's compose of conf/ (and of the folders in `hydra.searchpath`, where users keep sweeps of their own).
+    A search folder that does not exist, which Hydra only warns about, is a ConfigError."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+                cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException):
+            _no_search_dir(seen)  # then the sweep file it should hold reads as unknown: name the cause
+            raise
+    _no_search_dir(seen)
+    for w in seen:  # Hydra's other warnings (a sweep file without _self_, say) as they were
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return cfg
+
+
+def _no_search_dir(seen: list[warnings.WarningMessage]) -> None:
+    for w in seen:
+        if m := re.search(r"provider=hydra.searchpath in \S+, path=(.+) is not available", str(w.message)):
+            raise ConfigError(f"hydra.searchpath: {m[1]} is not a folder; name the folder that holds your own "
+                              "config groups (sweep/NAME.yaml): file:///absolute/path, or file://path from the current folder")
 
 
 def _group_choice(e: Exception, overrides: list[str]) -> str | None:

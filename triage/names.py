@@ -1,5 +1,5 @@
-"""Which MLflow metric holds which canonical curve, where the tracking store is by default, and how a
-store's URL is printed (passwords masked)."""
+"""Which MLflow metric holds which canonical curve, where the project's config and the tracking store are by
+default, and how a store's URL is printed (passwords masked)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+_ROOT = Path(__file__).resolve().parents[1]
+#: The Hydra config (`conf/`, shared by every entry point): `conf/` beside the packages in a checkout or an
+#: editable install; an installed wheel carries it as `sweeps_triage_conf/` (a top-level `conf` would clash).
+CONF_DIR = _ROOT / "sweeps_triage_conf" if (_ROOT / "sweeps_triage_conf").is_dir() else _ROOT / "conf"
 _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?P<tail>@)")
 
 

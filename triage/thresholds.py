@@ -16,7 +16,9 @@ from typing import Any, Mapping
 
 from omegaconf import MISSING, OmegaConf
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "conf" / "triage" / "default.yaml"
+from triage.names import CONF_DIR
+
+DEFAULT_PATH = CONF_DIR / "triage" / "default.yaml"
 
 
 @dataclass(frozen=True)
