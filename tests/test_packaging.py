@@ -80,3 +80,19 @@ def test_a_sweep_of_your_own_is_found_through_hydra_searchpath(tmp_path: Path, m
         compose([search, "+sweep=mine", "sweep.n_trialz=3"])
     with pytest.raises(ConfigError, match=r"^hydra.searchpath: nowhere is not a folder; name the folder"):
         compose(["hydra.searchpath=[file://nowhere]", "+sweep=mine"])
+
+
+def test_a_sweep_file_of_your_own_that_misses_a_part_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sweeps = tmp_path / "sweep"
+    sweeps.mkdir()
+    space = "space:\n  optimizer:\n    lr: {type: float, low: 0.01, high: 0.1}\n"
+    (sweeps / "alone.yaml").write_text("study_name: alone\n" + space)  # without the shared settings
+    (sweeps / "nameless.yaml").write_text("defaults: [_common, _self_]\n" + space)
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    for extra in ([], ["sweep.n_trials=3"]):  # the override would otherwise read as no config key
+        with pytest.raises(ConfigError, match=r"^sweep/alone.yaml lacks the settings every sweep shares \(n_trials, "
+                           r"storage, .*\): start it with defaults: \[_common, _self_\]"):
+            compose([search, "+sweep=alone", *extra])
+    with pytest.raises(ConfigError, match=r"^sweep.study_name has no value: set it .* \(sweep.study_name=...\)$"):
+        compose([search, "+sweep=nameless"])
+    assert compose([search, "+sweep=nameless", "sweep.study_name=named"]).sweep.study_name == "named"

@@ -38,6 +38,10 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     known = {"hydra", "paths", *(d.name for d in CONF_DIR.iterdir() if d.is_dir())}
     if unknown := sorted(set(cfg) - known):  # `+trian.epochs=3` adds a root key nothing reads
         raise ConfigError(not_a_key(str(unknown[0]), "", sorted(known - {"hydra"})))
+    if alone := _sweep_alone(cfg):
+        raise ConfigError(alone)
+    if missing := sorted(OmegaConf.missing_keys(job_config(cfg))):  # `study_name: ???` in a sweep file of one's own
+        raise ConfigError(f"{missing[0]} has no value: set it in its config file or on the command line ({missing[0]}=...)")
     return cfg
 
 
@@ -88,11 +92,25 @@ def _unknown_key(e: Exception, overrides: list[str], config_name: str) -> str | 
         node = OmegaConf.select(root, parent) if parent else job_config(root)
     except (HydraException, OmegaConfBaseException):
         return None
+    if key.startswith("sweep.") and (alone := _sweep_alone(root)):
+        return alone
     if not isinstance(node, DictConfig):
         return f"{key} is not a config key: {parent} is a value ({node!r}), not a group" if parent and node is not None else None
     add = [ln.strip()[len("To append to your config use "):] for ln in str(e).splitlines() if "To append" in ln]
     how = f"; under sweep.space new keys are added with +: {add[0]}" if add and key.startswith("sweep.space.") else ""
     return not_a_key(key, parent, [str(k) for k in node]) + how
+
+
+def _sweep_alone(cfg: DictConfig) -> str | None:
+    """A sweep file (of one's own) that does not build on the settings all sweeps share, conf/sweep/_common.yaml
+    (its `sweep.n_trials=5` would read as no config key, its storage as missing); else None."""
+    if "sweep" not in cfg or not isinstance(cfg.sweep, DictConfig):
+        return None
+    if missing := [k for k in OmegaConf.load(CONF_DIR / "sweep" / "_common.yaml") if k not in cfg.sweep.keys()]:
+        name = cfg.hydra.runtime.choices.get("sweep")
+        return (f"sweep/{name}.yaml lacks the settings every sweep shares ({', '.join(map(str, missing))}): "
+                "start it with defaults: [_common, _self_], as conf/sweep/lr.yaml does")
+    return None
 
 
 def _hydra_compose(config_name: str, overrides: list[str]) -> DictConfig:
