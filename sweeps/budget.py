@@ -8,11 +8,18 @@ Optuna's ``RetryFailedTrialCallback`` does for trials whose heartbeat stopped.
 
 ``optimize_one`` starts a trial only while the budget has room, checked and started under the
 study's ``StudyLock``: every process on every machine together starts exactly ``sweep.n_trials``.
+
+With the grid sampler the budget is also the grid: each point no trial holds is queued (in the sampler's
+seeded order) when a trial starts, and the study ends when every point has been trained once. Optuna's
+``GridSampler`` alone counts only trials of the grid exactly as it is now (a grid grown on resume would
+train its old points again) and repeats points once the grid is spent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -67,24 +74,60 @@ def queue_retries(study: optuna.Study, within: Callable[[dict[str, Any]], bool])
     return [t.number for t in again], [t.number for t in todo if t not in again]
 
 
-def room(study: optuna.Study, n_trials: int) -> int:
-    """Call under the study lock: how many more trials the budget allows, once the orphans (created by a
-    process that lost its database before it named them: `optimize_one`) are failed and so not counted."""
+Grid = Mapping[str, Sequence[Any]]  # the grid sampler's values per param (`SearchSpace.grid`)
+
+
+def grid_left(study: optuna.Study, grid: Grid, seed: int | None = None) -> list[dict[str, Any]]:
+    """The grid's points that no trial holds (none but the interrupted ones has those params: none that
+    counts toward the budget, runs or waits in the queue), shuffled by `seed` as Optuna's GridSampler does,
+    so a budget smaller than the grid spreads over it."""
+    trials = study.get_trials(deepcopy=False)
+    # a queued trial's params, and a just started one's until its objective asks for them, are the queued ones
+    held = [{**t.system_attrs.get("fixed_params", {}), **t.params} for t in trials if not interrupted(t)]
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    random.Random(seed or 0).shuffle(points)
+    return [p for p in points if p not in held]
+
+
+def grid_total(study: optuna.Study, grid: Grid) -> int:
+    """The trials the study holds once every point of the grid has been trained: those that count now,
+    the queued ones and the points left."""
+    trials = study.get_trials(deepcopy=False)
+    return len(spent(trials)) + sum(t.state == TrialState.WAITING for t in trials) + len(grid_left(study, grid))
+
+
+def room(study: optuna.Study, n_trials: int, grid: Grid | None = None) -> int:
+    """Call under the study lock: how many more trials the budget (and the `grid`, if any) allows, once the
+    orphans (created by a process that lost its database before it named them: `optimize_one`) are failed
+    and so not counted."""
     fail_orphans(study)
-    return n_trials - len(spent(study.get_trials(deepcopy=False)))
+    held = len(spent(study.get_trials(deepcopy=False)))
+    return (n_trials if grid is None else min(n_trials, grid_total(study, grid))) - held
+
+
+def queue_grid(study: optuna.Study, grid: Grid | None, k: int, seed: int | None = None) -> None:
+    """Call under the study lock before asking for `k` trials: queue points of the `grid` no trial holds until
+    `k` trials wait (queued re-runs of interrupted trials go first); nothing without a grid."""
+    if grid is None:
+        return
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    for point in grid_left(study, grid, seed)[: max(0, k - waiting)]:
+        study.enqueue_trial(point)
 
 
 def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, lock: StudyLock,
-                 **optimize_kw: Any) -> bool:
-    """Run one trial if the study holds fewer than ``n_trials`` that count (RUNNING ones included); False if
-    not. The count and the new trial's start happen under ``lock``, released as soon as the trial is RUNNING."""
+                 grid: Grid | None = None, seed: int | None = None, **optimize_kw: Any) -> bool:
+    """Run one trial if the study holds fewer than ``n_trials`` that count (RUNNING ones included) and, with a
+    `grid`, a point of it is left; False if not. The count and the new trial's start happen under ``lock``,
+    released as soon as the trial is RUNNING."""
     def started(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, worker_id())  # named while locked: a RUNNING trial without it is an orphan
         lock.release()  # the new trial is RUNNING: every other process counts it from now on
         return objective(trial)
 
     with lock:
-        if room(study, n_trials) <= 0:
+        if room(study, n_trials, grid) <= 0:
             return False
+        queue_grid(study, grid, 1, seed)
         study.optimize(started, n_trials=1, catch=(Exception,), **optimize_kw)
     return True

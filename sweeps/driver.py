@@ -11,6 +11,7 @@ user reads (a line per trial, progress bars, the closing report) is written by `
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.budget import FINISHED, finished, optimize_one, queue_retries, repeated_failure, spent
+from sweeps.budget import FINISHED, finished, grid_total, optimize_one, queue_retries, repeated_failure, spent
 from sweeps.objective import Objective
 from sweeps.packed import pack_size, run_packed
 from sweeps.plots import plot_mode
@@ -64,6 +65,13 @@ class Sweep:
     def __post_init__(self) -> None:
         self.lock = StudyLock(self.job["sweep"]["storage"], self.study.study_name)  # see `optimize_one`
         self.first_trial = len(self.study.get_trials(deepcopy=False))  # trials from here on are this command's
+        sampler = self.job["sweep"]["sampler"]
+        self.seed: int | None = sampler["seed"]
+        self.grid = self.space.grid() if sampler["name"] == "grid" else None  # points to train once each (`budget`)
+        asked = int(self.job["sweep"]["n_trials"])
+        #: `sweep.n_trials`; with a grid at most the trials the study holds once each point is trained (a process
+        #: that opens the study later computes the same: a trial only moves from the points left to those held)
+        self.n_trials = asked if self.grid is None else min(asked, grid_total(self.study, self.grid))
 
     def repeated_failure(self, trials: list[FrozenTrial] | None = None) -> str | None:
         """The error with which this command's last `sweep.max_repeated_failures` trials all failed, if they did
@@ -71,10 +79,6 @@ class Sweep:
         `trials`: the study's, when just read."""
         trials = self.study.get_trials(deepcopy=False) if trials is None else trials
         return repeated_failure(trials[self.first_trial:], int(self.job["sweep"]["max_repeated_failures"]))
-
-    @property
-    def n_trials(self) -> int:
-        return int(self.job["sweep"]["n_trials"])
 
     def objective(self, **kw: Any) -> Objective:
         return Objective(self.job, self.space, self.tracker, self.parent_run_id, self.typed, **kw)
@@ -295,7 +299,7 @@ def run_in_process(sw: Sweep) -> None:
         try:  # until the budget is spent (by any process), or the tracking store failed or the same error failed
             # the last trials: every trial left would fail too
             while sw.tracker.failure is None and sw.repeated_failure() is None and optimize_one(
-                    sw.study, objective, sw.n_trials, sw.lock, callbacks=[on_trial]):
+                    sw.study, objective, sw.n_trials, sw.lock, sw.grid, sw.seed, callbacks=[on_trial]):
                 pass
         finally:
             objective.close()
@@ -366,7 +370,7 @@ def worker() -> int:
     try:
         try:
             while sw.tracker.failure is None and channel.granted():  # the driver grants; the lock makes it exact
-                optimize_one(sw.study, objective, sw.n_trials, sw.lock)  # across machines (False: spent elsewhere)
+                optimize_one(sw.study, objective, sw.n_trials, sw.lock, sw.grid, sw.seed)  # across machines (False: spent elsewhere)
         finally:
             objective.close()  # every write sent, on Ctrl-C too
     except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once
@@ -388,11 +392,15 @@ def run(overrides: list[str]) -> int:
     console.print(f"study [bold]{name}[/] in {mask(sw.job['sweep']['storage'])}; run directory {run_dir}")
     for note in idle_schedules(sw.space, int(sw.job["train"]["epochs"])):
         console.print(f"[yellow]{note}[/]")
+    if sw.n_trials < (asked := int(sw.job["sweep"]["n_trials"])):
+        console.print(f"[yellow]the grid holds {math.prod(map(len, sw.grid.values()))} points: the study ends with "
+                      f"{sw.n_trials} trials, not sweep.n_trials={asked} (more would train points again)[/]")
     _log_parent(sw, run_dir)
     reconcile(sw)
     again, outside = queue_retries(sw.study, sw.space.contains)
     if held := len(spent(sw.study.get_trials(deepcopy=False))):
-        console.print(f"the study already holds {held} trial{'s' if held != 1 else ''}: nothing to train (sweep.n_trials={sw.n_trials}: raise it to add more)"
+        more = f"sweep.n_trials={sw.n_trials}: raise it" if sw.n_trials == int(sw.job["sweep"]["n_trials"]) else "add grid values"
+        console.print(f"the study already holds {held} trial{'s' if held != 1 else ''}: nothing to train ({more} to add more)"
                       if held >= sw.n_trials else f"resuming: the study already holds {held} of sweep.n_trials={sw.n_trials} trials")  # fmt: skip
     if again and held < sw.n_trials:
         console.print(f"{'trials' if len(again) > 1 else 'trial'} {', '.join(map(str, again))} "

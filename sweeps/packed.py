@@ -26,7 +26,7 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
-from sweeps.budget import room
+from sweeps.budget import queue_grid, room
 from sweeps.objective import Objective, StopTrial
 from sweeps.report import console, trial_line
 from sweeps.storage import WORKER_ATTR, fail_stale_trials, worker_id
@@ -69,8 +69,9 @@ def run_packed(sw: Sweep, k: int, *, allow_cpu: bool = False) -> None:
                     return
                 with sw.lock:  # counted, started and named as one step across processes (`budget.optimize_one`)
                     # WAITING (queued) trials are not counted: ask() hands them out first, so they run
-                    if (remaining := room(study, sw.n_trials)) <= 0:
+                    if (remaining := room(study, sw.n_trials, sw.grid)) <= 0:
                         return
+                    queue_grid(study, sw.grid, min(k, remaining), sw.seed)
                     asked = [study.ask() for _ in range(min(k, remaining))]
                     for t in asked:
                         t.set_user_attr(WORKER_ATTR, worker_id())

@@ -283,3 +283,18 @@ def test_packed_sweep_stops_when_its_trials_keep_failing_with_the_same_error(tmp
     run_packed(sw, 2, allow_cpu=True)
     assert [t.state.name for t in sw.study.trials] == ["FAIL"] * 4
     assert sw.repeated_failure().startswith("DataError: data.val_size=60000 does not fit")
+
+
+def test_packed_grid_sweep_trains_each_point_once(tmp_path: Path, sweeps_home: Path, cifar_root: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packs of 2 on a 3-point grid with a budget of 30: one pack of 2, then one of the point left, then none."""
+    from sweeps.driver import open_sweep
+    from sweeps.packed import run_packed
+
+    monkeypatch.chdir(tmp_path)
+    sw, _ = open_sweep(["+sweep=lr", "sweep.n_trials=30", "train.epochs=1", "data.train_size=384", "data.val_size=200",
+                        "sweep.sampler.name=grid", "+sweep.space.optimizer.lr.grid=[0.003,0.01,0.03]"])  # fmt: skip
+    assert sw.n_trials == 3
+    run_packed(sw, 2, allow_cpu=True)
+    assert sorted(t.params["optimizer.lr"] for t in sw.study.trials) == [0.003, 0.01, 0.03]
+    assert {t.state.name for t in sw.study.trials} == {"COMPLETE"}

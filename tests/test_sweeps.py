@@ -723,14 +723,14 @@ def test_sweeps_opening_a_new_tracking_store_at_once_all_get_it(new_storage_url:
     assert len(MlflowClient(new_storage_url).search_runs([experiment.experiment_id])) == 4
 
 
-def _trials_while_budget_lasts(barrier: Any, storage: str, n_trials: int) -> None:
+def _trials_while_budget_lasts(barrier: Any, storage: str, n_trials: int, grid: dict[str, list] | None = None) -> None:
     from sweeps.budget import optimize_one
     from sweeps.storage import StudyLock, open_storage
 
     study = optuna.load_study(study_name="budget", storage=open_storage(storage))
     lock = StudyLock(storage, "budget")
     barrier.wait()
-    while optimize_one(study, lambda t: time.sleep(1.0) or t.suggest_float("x", 0, 1), n_trials, lock):
+    while optimize_one(study, lambda t: time.sleep(1.0) or t.suggest_float("x", 0, 1), n_trials, lock, grid):
         pass
 
 
@@ -755,6 +755,47 @@ def test_processes_on_one_study_together_start_exactly_n_trials(kind: str, tmp_p
     assert [p.exitcode for p in procs] == [0] * 4
     trials = optuna.load_study(study_name="budget", storage=open_storage(storage)).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+@pytest.mark.parametrize("kind", ["journal", "postgresql"])
+def test_processes_on_one_grid_together_train_each_point_once(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Four processes at one instant on a 3-point grid with a budget of 10. Optuna's GridSampler hands out a
+    point again once all are started (and then again for each trial left of the budget); the grid budget
+    queues each point no trial holds (a started trial holds its queued params before it asks for them)."""
+    storage = f"journal:///{tmp_path}/optuna.journal" if kind == "journal" else request.getfixturevalue(NEW_DATABASE[kind])[0]
+    from sweeps.storage import open_storage
+
+    optuna.create_study(study_name="budget", storage=open_storage(storage))
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    grid = {"x": [0.1, 0.2, 0.3]}
+    procs = [ctx.Process(target=_trials_while_budget_lasts, args=(barrier, storage, 10, grid)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0] * 4
+    trials = optuna.load_study(study_name="budget", storage=open_storage(storage)).trials
+    assert sorted(t.params["x"] for t in trials) == [0.1, 0.2, 0.3]
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_a_grid_sweep_trains_each_point_once_and_a_grown_grid_only_its_new_points(tmp_path: Path, sweeps_home: Path,
+                                                                                  cifar_root: Path) -> None:
+    """The lr sweep's 30 trials on a 3-point grid trained 30 (27 repeats); a grid grown on resume trained
+    old points again (Optuna's GridSampler counts only trials of the grid exactly as it is now)."""
+    grid = ["sweep.sampler.name=grid", "train.epochs=1"]
+
+    def said(*values: float) -> str:
+        return sweep(tmp_path, *grid, f"+sweep.space.optimizer.lr.grid=[{','.join(map(str, values))}]", n=30).stderr
+
+    assert "the grid holds 3 points: the study ends with 3 trials, not sweep.n_trials=30" in said(0.003, 0.01, 0.03)
+    assert "resuming: the study already holds 3 of sweep.n_trials=4 trials" in said(0.003, 0.01, 0.03, 0.1)
+    trials = optuna.load_study(study_name="lr", storage=stores(sweeps_home)[0]).trials
+    assert [t.params["optimizer.lr"] for t in trials][3:] == [0.1] and len(trials) == 4
+    assert sorted(t.params["optimizer.lr"] for t in trials) == [0.003, 0.01, 0.03, 0.1]
+    assert "nothing to train (add grid values to add more)" in said(0.01, 0.1)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
