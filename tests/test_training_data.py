@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,32 @@ def test_bad_trees_raise_one_line(tmp_path: Path, breakage, message: str) -> Non
         load_data(cfg(root, tmp_path / "cache", val_size=3))
     assert "\n" not in str(e.value)
     assert not list((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True
+
+
+def test_a_cache_dir_that_cannot_be_written_is_one_line_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    """A data.cache_dir under a file was OSError's traceback, after every image had been decoded."""
+    (tmp_path / "file").touch()
+    monkeypatch.setattr(data_mod, "_decode_folders", lambda root: pytest.fail("decoded before the cache was checked"))
+    with pytest.raises(DataError, match=r"cannot write the decoded images to .*file/cache \(Not a directory\); "
+                       r"point data.cache_dir \(or SWEEPS_CACHE_DIR\) at a folder that can hold them"):
+        load_data(cfg(make_tree(tmp_path / "tree"), tmp_path / "file" / "cache", val_size=3))
+
+
+def test_a_full_disk_leaves_no_half_written_cache(tmp_path: Path) -> None:
+    """A cache folder too small for the images (a real 16 KiB tmpfs): traceback and a half-written
+    `*.tmp` folder before; one line, and nothing left behind, now."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with pytest.raises(DataError, match=r"cannot write the decoded images to .*small \(.*; 0.1 MB needed, 0.0 MB "
+                           r"free there\); point data.cache_dir"):
+            load_data(cfg(make_tree(tmp_path / "tree"), small, val_size=3))
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

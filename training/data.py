@@ -9,6 +9,7 @@ Batches are normalized and augmented whole, on the device (airbench's data path)
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -145,19 +146,41 @@ def _load_cached(cfg: DataConfig) -> Arrays:
     kind, files = find_source(root, cfg.download)
     cache = Path(cfg.cache_dir).expanduser() / f"cifar10-{kind}-{_fingerprint(root, files)}"
     if not cache.exists():
-        arrays = _decode_torchvision(root) if kind == "torchvision" else _decode_folders(root)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # renamed when whole: no half-written cache
+        try:  # before the minutes of decoding
+            cache.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _unwritable(cache.parent, e) from None
+        _write_cache(cache, _decode_torchvision(root) if kind == "torchvision" else _decode_folders(root))
+    # memory-mapped: a subset only reads the images it uses
+    x, y, tx, ty = (np.load(cache / f"{name}.npy", mmap_mode="r") for name in CACHE_ARRAYS)
+    return x, y, tx, ty, (cache / "classes.txt").read_text().split("\n")
+
+
+def _write_cache(cache: Path, arrays: Arrays) -> None:
+    """Write the decoded arrays to `cache` whole or not at all: into a temporary folder, renamed when complete
+    and removed on any error or Ctrl-C. A full disk or a cache_dir that cannot be written is a DataError."""
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
         tmp.mkdir(parents=True, exist_ok=True)
         for name, array in zip(CACHE_ARRAYS, arrays[:4]):
             np.save(tmp / f"{name}.npy", array)
         (tmp / "classes.txt").write_text("\n".join(arrays[4]))
-        try:
-            os.replace(tmp, cache)
-        except OSError:  # another process cached the same source first
-            shutil.rmtree(tmp, ignore_errors=True)
-    # memory-mapped: a subset only reads the images it uses
-    x, y, tx, ty = (np.load(cache / f"{name}.npy", mmap_mode="r") for name in CACHE_ARRAYS)
-    return x, y, tx, ty, (cache / "classes.txt").read_text().split("\n")
+        os.replace(tmp, cache)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and cache.is_dir():  # another process cached the same source first
+            return
+        if isinstance(e, OSError):
+            raise _unwritable(cache.parent, e, need=sum(a.nbytes for a in arrays[:4])) from None
+        raise
+
+
+def _unwritable(folder: Path, e: OSError, need: int = 0) -> DataError:
+    """The DataError for a cache folder that cannot take the decoded images (`need` bytes)."""
+    free = shutil.disk_usage(folder).free if folder.is_dir() else 0
+    room = f"; {need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free there" if e.errno == errno.ENOSPC or free < need else ""
+    return DataError(f"cannot write the decoded images to {folder} ({e.strerror or e}{room}); point data.cache_dir "
+                     "(or SWEEPS_CACHE_DIR) at a folder that can hold them")
 
 
 def find_source(root: Path, download: bool) -> tuple[str, list[os.DirEntry[str]]]:
