@@ -35,7 +35,7 @@ from sweeps.tracking import Tracker, TrackingError, check_reachable, flatten
 from sweeps.workers import DriverChannel, WorkerPool
 from training import RECORD_KEYS, TrialConfig, resolve_device
 from training.compose import compose, job_config, write_run_dir
-from training.config import TRIAL_GROUPS, ConfigError
+from training.config import TRIAL_GROUPS, ConfigError, check_dir
 from training.data import check_data
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -106,6 +106,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     pack_size(job)  # pack > 1 needs a GPU and one process
     plot_mode(job["tracking"])
     if not worker:
+        check_dir(Path(cfg.hydra.run.dir).resolve(), "hydra.run.dir")  # created once the stores are open
         resolve_device(base.train.device)  # a device this machine lacks fails here, not in the first trial
         check_reachable(job["tracking"]["uri"])
         check_data(base.data)  # a split that does not fit the images would fail every trial: fail here instead

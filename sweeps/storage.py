@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
-from training.config import ConfigError
+from training.config import ConfigError, make_dir
 from triage.names import mask
 
 WORKER_ATTR = "worker"  # user attribute "host:pid" of the process running a trial
@@ -46,10 +46,10 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     try:
         if url.startswith("journal://"):
             path = journal_file(url)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent, "SWEEPS_HOME or sweep.storage")
             return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
         if url.startswith("sqlite:///"):
-            sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
+            make_dir(sqlite_file(url).parent, "SWEEPS_HOME or sweep.storage")
         elif not url.startswith(("postgresql", "mysql")):
             raise ConfigError(
                 f"sweep.storage={mask(url)!r}: use sqlite:///<path>, journal:///<path>, postgresql://user@host/db "
@@ -128,8 +128,9 @@ def sqlite_file(url: str) -> Path:
 
 
 def journal_file(url: str) -> Path:
-    """The log file of a journal:///<path> URL."""
-    return Path(url.removeprefix("journal://")).expanduser()
+    """The log file of a journal:///<path> URL (the default's journal:////abs/path too: one leading slash)."""
+    path = url.removeprefix("journal://")
+    return Path("/" + path.lstrip("/") if path.startswith("/") else path).expanduser()
 
 
 def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:

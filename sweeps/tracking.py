@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.storage import StudyLock, mask, sqlite_file
-from training.config import ConfigError
+from training.config import ConfigError, check_dir, make_dir
 from training.errors import describe
 from triage.mlflow_io import store_error
 
@@ -59,7 +59,7 @@ def check_reachable(uri: str) -> None:
             reason = getattr(e, "reason", e)
             raise ConfigError(f"MLflow tracking server {mask(uri)} is unreachable ({reason}); check tracking.uri") from None
     elif uri.startswith("sqlite:///"):
-        sqlite_file(uri).parent.mkdir(parents=True, exist_ok=True)
+        check_dir(sqlite_file(uri).parent, "SWEEPS_HOME or tracking.uri")  # made when the store is first used
     elif not uri.startswith(("postgresql", "mysql", "file:", "databricks")):
         raise ConfigError(f"tracking.uri={mask(uri)!r}: use sqlite:///<path> or http://host:port")
     elif reason := store_error(uri):
@@ -221,6 +221,8 @@ def _first_use(uri: str) -> AbstractContextManager[Any]:
     already exists"; on a new PostgreSQL database 3 of 4 processes failed with a unique violation)."""
     if not uri.startswith(("sqlite:///", "postgresql", "mysql")):
         return nullcontext()
+    if uri.startswith("sqlite:///"):
+        make_dir(sqlite_file(uri).parent, "SWEEPS_HOME or tracking.uri")  # for the database and its lock file
     return StudyLock(uri, "<mlflow tracking schema>")  # a name no study has: it locks only this first use
 
 

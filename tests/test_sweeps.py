@@ -317,6 +317,13 @@ def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_
         (["+sweep=lr", "tracking.uri=file:///tmp/mlruns"],  # was MLflow's paragraph, with an Optuna database written
          "file:///tmp/mlruns is an MLflow file store, which MLflow 3 opens only with MLFLOW_ALLOW_FILE_STORE=true"),
         (["+sweep=lr", "tracking.trial_plots=some"], "tracking.trial_plots='some' is unknown"),
+        # each was OSError's traceback (NotADirectoryError), the run directory's after the stores were opened
+        (["+sweep=lr", "hydra.run.dir=/dev/null/run"], "cannot create /dev/null/run (hydra.run.dir): /dev/null is no folder"),
+        (["+sweep=lr", "tracking.uri=sqlite:////dev/null/h/mlflow.db"],
+         "cannot create /dev/null/h (SWEEPS_HOME or tracking.uri): /dev/null is no folder; point SWEEPS_HOME or"),
+        (["+sweep=lr", "sweep.storage=sqlite:////dev/null/h/optuna.db"], "cannot create /dev/null/h (SWEEPS_HOME or sweep.storage)"),
+        (["+sweep=lr", "storage=journal", "storage.url=journal:////dev/null/h/optuna.journal"],
+         "cannot create /dev/null/h (SWEEPS_HOME or sweep.storage)"),
         (["+sweep=lr", "optimizer.lr=-1"], "optimizer.lr=-1"),
         (["+sweep=lr", "data.root=/nonexistent"], "no CIFAR-10 at /nonexistent"),
         ([], "no sweep chosen"),

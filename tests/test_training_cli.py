@@ -89,6 +89,8 @@ def test_gradcheck_command_passes(tmp_path: Path) -> None:
         ("optimizer.lr.max=1", "optimizer.lr.max is not a config key: optimizer.lr is a value (0.01), not a group"),
         ("data.val_size=60000", "data.val_size=60000"),
         ("data.root=/nonexistent/cifar", "no CIFAR-10 at /nonexistent/cifar"),
+        ("hydra.run.dir=/dev/null/run", "cannot create /dev/null/run (hydra.run.dir): /dev/null is no folder"),
+        ("data.cache_dir=/dev/null/cache", "cannot write the decoded images to /dev/null/cache (Not a directory)"),
         ("-m", "multirun is not supported"),
         ("train.device=gpu", "train.device='gpu' is not a device"),
         ("train.device=cuda:99" if torch.cuda.is_available() else "train.device=cuda", "train.device=cuda"),

@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from training.config import ConfigError, not_a_key
+from training.config import ConfigError, make_dir, not_a_key
 from triage.names import CONF_DIR, mask  # where conf/ lies and how passwords are masked, shared with triage
 if not OmegaConf.has_resolver("now"):
     OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
@@ -48,10 +48,13 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
 def write_run_dir(cfg: DictConfig) -> Path:
     """Create the run directory and record the composed config (without `hydra`) and overrides there, passwords masked."""
     run_dir = Path(cfg.hydra.run.dir).resolve()
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir / ".hydra", "hydra.run.dir")
     job = OmegaConf.to_container(job_config(cfg))
-    (run_dir / ".hydra" / "config.yaml").write_text(mask(OmegaConf.to_yaml(job)))
-    (run_dir / ".hydra" / "overrides.yaml").write_text(mask(OmegaConf.to_yaml(list(cfg.hydra.overrides.task))))
+    try:
+        (run_dir / ".hydra" / "config.yaml").write_text(mask(OmegaConf.to_yaml(job)))
+        (run_dir / ".hydra" / "overrides.yaml").write_text(mask(OmegaConf.to_yaml(list(cfg.hydra.overrides.task))))
+    except OSError as e:
+        raise ConfigError(f"cannot write the run directory {run_dir} (hydra.run.dir): {e.strerror or e}") from None
     return run_dir
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -215,3 +217,23 @@ def _non_negative(key: str, value: float) -> None:
 def _finite(key: str, value: float) -> None:
     if value == math.inf:
         raise ConfigError(f"{key}={value} must be a finite number")
+
+
+def check_dir(path: Path, what: str) -> None:
+    """ConfigError when the folder `path` (named by `what`: the key or variable behind it) could not be created
+    (a file on its way, or a folder that cannot be written); creates nothing."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+                raise ConfigError(f"cannot create {path} ({what}): {p} is {'no folder' if not p.is_dir() else 'not writable'}; "
+                                  f"point {what} at a folder that can be written")
+            return
+
+
+def make_dir(path: Path, what: str) -> None:
+    """``mkdir -p path``; ConfigError in one line, naming `what`, when it cannot be made."""
+    check_dir(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {path} ({what}): {e.strerror or e}; point {what} at a folder that can be written") from None
