@@ -21,7 +21,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.budget import interrupted, spent
 from tests.conftest import run_cli
@@ -749,19 +749,23 @@ def test_processes_on_one_study_together_start_exactly_n_trials(kind: str, tmp_p
     workers − 1 past the budget); checking and starting under the study's lock starts exactly 3."""
     files = {"journal": f"journal:///{tmp_path}/optuna.journal", "sqlite": f"sqlite:///{tmp_path}/optuna.db"}
     storage = files[kind] if kind in files else request.getfixturevalue(NEW_DATABASE[kind])[0]
+    assert [t.state for t in _four_at_once(storage, 3)] == [TrialState.COMPLETE] * 3
+
+
+def _four_at_once(storage: str, n_trials: int, grid: dict[str, list] | None = None) -> list[FrozenTrial]:
+    """The trials of a new study after four processes released at one instant ran `_trials_while_budget_lasts`."""
     from sweeps.storage import open_storage
 
     optuna.create_study(study_name="budget", storage=open_storage(storage))
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_trials_while_budget_lasts, args=(barrier, storage, 3)) for _ in range(4)]
+    procs = [ctx.Process(target=_trials_while_budget_lasts, args=(barrier, storage, n_trials, grid)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(180)
     assert [p.exitcode for p in procs] == [0] * 4
-    trials = optuna.load_study(study_name="budget", storage=open_storage(storage)).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    return optuna.load_study(study_name="budget", storage=open_storage(storage)).trials
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -771,19 +775,7 @@ def test_processes_on_one_grid_together_train_each_point_once(kind: str, tmp_pat
     point again once all are started (and then again for each trial left of the budget); the grid budget
     queues each point no trial holds (a started trial holds its queued params before it asks for them)."""
     storage = f"journal:///{tmp_path}/optuna.journal" if kind == "journal" else request.getfixturevalue(NEW_DATABASE[kind])[0]
-    from sweeps.storage import open_storage
-
-    optuna.create_study(study_name="budget", storage=open_storage(storage))
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    grid = {"x": [0.1, 0.2, 0.3]}
-    procs = [ctx.Process(target=_trials_while_budget_lasts, args=(barrier, storage, 10, grid)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(180)
-    assert [p.exitcode for p in procs] == [0] * 4
-    trials = optuna.load_study(study_name="budget", storage=open_storage(storage)).trials
+    trials = _four_at_once(storage, 10, {"x": [0.1, 0.2, 0.3]})
     assert sorted(t.params["x"] for t in trials) == [0.1, 0.2, 0.3]
     assert {t.state for t in trials} == {TrialState.COMPLETE}
 
