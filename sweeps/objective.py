@@ -82,7 +82,13 @@ class Objective:
         return self._data[1]
 
     def __call__(self, trial: optuna.Trial) -> float:
-        values, run_id = self.start(trial)
+        try:
+            values, run_id = self.start(trial)
+        except Exception as e:  # sampling failed: a FAIL by itself, so it counts and repeats stop the sweep (with
+            if not isinstance(e, TrackingError):  # no failure named it read as interrupted, queued again without end)
+                trial.set_user_attr(FAILURE_ATTR, "exception")
+                trial.set_user_attr("error", describe(e))
+            raise
         records: list[Mapping[str, float]] = []
         state, tags = "FAIL", {}
         try:

@@ -49,7 +49,7 @@ class Param:
         if self.optional and not trial.suggest_categorical(f"{self.key}.on", [True, False]):
             return self.off_value
         if self.type == "categorical":
-            if all(c is None or isinstance(c, bool | int | float | str) for c in self.choices):
+            if self._primitive():
                 return trial.suggest_categorical(self.key, list(self.choices))
             # Optuna stores only primitive choices: sample a list-valued choice by its text
             texts = [str(c) for c in self.choices]
@@ -57,6 +57,13 @@ class Param:
         if self.type == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)  # type: ignore[arg-type]
         return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)  # type: ignore[arg-type]
+
+    def as_sampled(self, value: Any) -> Any:
+        """`value` as Optuna holds it for this param: a list-valued choice by its text (see `suggest`)."""
+        return value if self.type != "categorical" or self._primitive() else str(value)
+
+    def _primitive(self) -> bool:
+        return all(c is None or isinstance(c, bool | int | float | str) for c in self.choices)
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,11 @@ class SearchSpace:
         if bad:
             raise ConfigError(f"the grid sampler needs `grid: [...]` and no when/off_value on: {', '.join(bad)} "
                               f"(e.g. '+sweep.space.{bad[0]}.grid=[v1,v2,v3]')")
-        return {p.key: list(p.grid) for p in self.params}
+        for p in self.params:
+            if p.type == "categorical" and (odd := [v for v in p.grid if v not in p.choices]):
+                raise ConfigError(f"sweep.space.{p.key}.grid: {odd[0]} is not one of its choices "
+                                  f"({', '.join(map(str, p.choices))})")
+        return {p.key: [p.as_sampled(v) for v in p.grid] for p in self.params}
 
 
 def _leaves(node: Mapping[str, Any], prefix: str) -> list[tuple[str, Mapping[str, Any]]]:
