@@ -84,8 +84,10 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         try:
             values, run_id = self.start(trial)
-        except Exception as e:  # sampling failed: a FAIL by itself, so it counts and repeats stop the sweep (with
-            if not isinstance(e, TrackingError):  # no failure named it read as interrupted, queued again without end)
+        except Exception as e:
+            # sampling failed (a queued point the space cannot give): a FAIL by itself, so it counts and repeats stop
+            # the sweep; with no failure named it read as interrupted, and was queued again without end
+            if not isinstance(e, TrackingError):
                 trial.set_user_attr(FAILURE_ATTR, "exception")
                 trial.set_user_attr("error", describe(e))
             raise
