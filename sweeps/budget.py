@@ -77,11 +77,10 @@ def queue_retries(study: optuna.Study, within: Callable[[dict[str, Any]], bool])
 Grid = Mapping[str, Sequence[Any]]  # the grid sampler's values per param (`SearchSpace.grid`)
 
 
-def grid_left(study: optuna.Study, grid: Grid, seed: int | None = None) -> list[dict[str, Any]]:
-    """The grid's points that no trial holds (none but the interrupted ones has those params: none that
-    counts toward the budget, runs or waits in the queue), shuffled by `seed` as Optuna's GridSampler does,
-    so a budget smaller than the grid spreads over it."""
-    trials = study.get_trials(deepcopy=False)
+def grid_left(trials: list[FrozenTrial], grid: Grid, seed: int | None = None) -> list[dict[str, Any]]:
+    """The grid's points that none of the study's `trials` holds (none but the interrupted ones has those
+    params: none that counts toward the budget, runs or waits in the queue), shuffled by `seed` as Optuna's
+    GridSampler does, so a budget smaller than the grid spreads over it."""
     # a queued trial's params, and a just started one's until its objective asks for them, are the queued ones
     held = [{**t.system_attrs.get("fixed_params", {}), **t.params} for t in trials if not interrupted(t)]
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
@@ -89,11 +88,10 @@ def grid_left(study: optuna.Study, grid: Grid, seed: int | None = None) -> list[
     return [p for p in points if p not in held]
 
 
-def grid_total(study: optuna.Study, grid: Grid) -> int:
-    """The trials the study holds once every point of the grid has been trained: those that count now,
-    the queued ones and the points left."""
-    trials = study.get_trials(deepcopy=False)
-    return len(spent(trials)) + sum(t.state == TrialState.WAITING for t in trials) + len(grid_left(study, grid))
+def grid_total(trials: list[FrozenTrial], grid: Grid) -> int:
+    """The trials the study holds once every point of the grid has been trained: those of its `trials` that
+    count now, the queued ones and the points left."""
+    return len(spent(trials)) + sum(t.state == TrialState.WAITING for t in trials) + len(grid_left(trials, grid))
 
 
 def room(study: optuna.Study, n_trials: int, grid: Grid | None = None) -> int:
@@ -101,8 +99,8 @@ def room(study: optuna.Study, n_trials: int, grid: Grid | None = None) -> int:
     orphans (created by a process that lost its database before it named them: `optimize_one`) are failed
     and so not counted."""
     fail_orphans(study)
-    held = len(spent(study.get_trials(deepcopy=False)))
-    return (n_trials if grid is None else min(n_trials, grid_total(study, grid))) - held
+    trials = study.get_trials(deepcopy=False)
+    return (n_trials if grid is None else min(n_trials, grid_total(trials, grid))) - len(spent(trials))
 
 
 def queue_grid(study: optuna.Study, grid: Grid | None, k: int, seed: int | None = None) -> None:
@@ -110,8 +108,9 @@ def queue_grid(study: optuna.Study, grid: Grid | None, k: int, seed: int | None 
     `k` trials wait (queued re-runs of interrupted trials go first); nothing without a grid."""
     if grid is None:
         return
-    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    for point in grid_left(study, grid, seed)[: max(0, k - waiting)]:
+    trials = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    for point in grid_left(trials, grid, seed)[: max(0, k - waiting)]:
         study.enqueue_trial(point)
 
 

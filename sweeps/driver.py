@@ -34,8 +34,8 @@ from sweeps.storage import WORKER_ATTR, StudyLock, fail_dead_trials, fail_orphan
 from sweeps.tracking import Tracker, TrackingError, check_reachable, flatten
 from sweeps.workers import DriverChannel, WorkerPool
 from training import RECORD_KEYS, TrialConfig, resolve_device
-from training.compose import compose, job_config, write_run_dir
-from training.config import TRIAL_GROUPS, ConfigError, check_dir
+from training.compose import check_run_dir, compose, job_config, write_run_dir
+from training.config import TRIAL_GROUPS, ConfigError
 from training.data import check_data
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -64,14 +64,15 @@ class Sweep:
 
     def __post_init__(self) -> None:
         self.lock = StudyLock(self.job["sweep"]["storage"], self.study.study_name)  # see `optimize_one`
-        self.first_trial = len(self.study.get_trials(deepcopy=False))  # trials from here on are this command's
+        trials = self.study.get_trials(deepcopy=False)
+        self.first_trial = len(trials)  # trials from here on are this command's
         sampler = self.job["sweep"]["sampler"]
         self.seed: int | None = sampler["seed"]
         self.grid = self.space.grid() if sampler["name"] == "grid" else None  # points to train once each (`budget`)
         asked = int(self.job["sweep"]["n_trials"])
         #: `sweep.n_trials`; with a grid at most the trials the study holds once each point is trained (a process
         #: that opens the study later computes the same: a trial only moves from the points left to those held)
-        self.n_trials = asked if self.grid is None else min(asked, grid_total(self.study, self.grid))
+        self.n_trials = asked if self.grid is None else min(asked, grid_total(trials, self.grid))
 
     def repeated_failure(self, trials: list[FrozenTrial] | None = None) -> str | None:
         """The error with which this command's last `sweep.max_repeated_failures` trials all failed, if they did
@@ -106,7 +107,7 @@ def open_sweep(overrides: list[str], worker: bool = False) -> tuple[Sweep, Any]:
     pack_size(job)  # pack > 1 needs a GPU and one process
     plot_mode(job["tracking"])
     if not worker:
-        check_dir(Path(cfg.hydra.run.dir).resolve(), "hydra.run.dir")  # created once the stores are open
+        check_run_dir(cfg)  # created once the stores are open
         resolve_device(base.train.device)  # a device this machine lacks fails here, not in the first trial
         check_reachable(job["tracking"]["uri"])
         check_data(base.data)  # a split that does not fit the images would fail every trial: fail here instead
@@ -400,7 +401,7 @@ def run(overrides: list[str]) -> int:
     reconcile(sw)
     again, outside = queue_retries(sw.study, sw.space.contains)
     if held := len(spent(sw.study.get_trials(deepcopy=False))):
-        more = f"sweep.n_trials={sw.n_trials}: raise it" if sw.n_trials == int(sw.job["sweep"]["n_trials"]) else "add grid values"
+        more = f"sweep.n_trials={sw.n_trials}: raise it" if sw.n_trials == asked else "add grid values"
         console.print(f"the study already holds {held} trial{'s' if held != 1 else ''}: nothing to train ({more} to add more)"
                       if held >= sw.n_trials else f"resuming: the study already holds {held} of sweep.n_trials={sw.n_trials} trials")  # fmt: skip
     if again and held < sw.n_trials:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 try:  # importing torch takes seconds: Ctrl-C meanwhile ends quietly
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from training.compose import compose, config_flag, config_text, write_run_dir
-    from training.config import ConfigError, TrialConfig, check_dir
+    from training.compose import check_run_dir, compose, config_flag, config_text, write_run_dir
+    from training.config import ConfigError, TrialConfig
     from training.data import load_data
     from training.errors import TrainingError
     from training.gradcheck import DEFAULT_TOLERANCE, gradcheck
@@ -35,7 +34,7 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line per ep
 def cmd_fit(overrides: list[str]) -> int:
     cfg = compose(overrides)
     trial = TrialConfig.from_omegaconf(cfg)
-    check_dir(Path(cfg.hydra.run.dir).resolve(), "hydra.run.dir")  # before minutes of decoding and training
+    check_run_dir(cfg)  # before minutes of decoding and training
     data = load_data(trial.data, resolve_device(trial.train.device))  # bad data fails before the run dir exists
     run_dir = write_run_dir(cfg)
     print(f"run directory: {run_dir}")

@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from training.config import ConfigError, make_dir, not_a_key
+from training.config import ConfigError, check_dir, make_dir, not_a_key
 from triage.names import CONF_DIR, mask  # where conf/ lies and how passwords are masked, shared with triage
 if not OmegaConf.has_resolver("now"):
     OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
@@ -43,6 +43,11 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     if missing := sorted(OmegaConf.missing_keys(job_config(cfg))):  # `study_name: ???` in a sweep file of one's own
         raise ConfigError(f"{missing[0]} has no value: set it in its config file or on the command line ({missing[0]}=...)")
     return cfg
+
+
+def check_run_dir(cfg: DictConfig) -> None:
+    """ConfigError now, before any long work, where `write_run_dir` could not create the run directory."""
+    check_dir(Path(cfg.hydra.run.dir).resolve(), "hydra.run.dir")
 
 
 def write_run_dir(cfg: DictConfig) -> Path:
