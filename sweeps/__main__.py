@@ -8,7 +8,7 @@ try:  # importing torch and MLflow takes seconds: Ctrl-C meanwhile (a worker sta
     from sweeps.driver import EXIT_STORE_LOST, SWEEPS, run, worker
     from sweeps.tracking import TrackingError
     from sweeps.workers import WorkerError
-    from training.compose import compose, config_flag, config_text
+    from training.compose import check_command, compose, config_flag, config_text
     from training.config import ConfigError
     from training.errors import TrainingError
     from triage.names import mask
@@ -33,12 +33,13 @@ def main(argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):
         print(f"{USAGE}\n{HELP}")
         return 0
-    if argv[:1] not in (["run"], ["worker"]):
+    if not argv:
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        if argv[0] == "worker":
+        if argv[0] == "worker":  # internal: the processes sweep.n_workers starts
             return worker()
+        check_command(argv, "python -m sweeps", ["run"])
         overrides, show = config_flag(argv[1:])
         if show:  # what the sweep would run with; nothing is opened or created
             print(config_text(compose(overrides)), end="")

@@ -35,6 +35,21 @@ def test_help(tmp_path: Path, module: str, first: str) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sweeps", "+sweep=lr", "train.epochs=2"], "error: no command before +sweep=lr: python -m sweeps run +sweep=lr train.epochs=2"),
+        (["training", "optimizer=adam"], "error: no command before optimizer=adam: python -m training fit optimizer=adam"),
+        (["sweeps", "rnu", "+sweep=lr"], "error: unknown command 'rnu': python -m sweeps takes run (see --help)"),
+        (["training", "train"], "error: unknown command 'train': python -m training takes fit, gradcheck (see --help)"),
+    ],
+)
+def test_a_missing_or_unknown_command_is_one_line_that_gives_the_command(tmp_path: Path, args: list[str], message: str) -> None:
+    p = run_cli(*args, cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == message, p.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize("module, command", [("training", "fit"), ("sweeps", "run")])
 def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path: Path, module: str, command: str) -> None:
     sweep = ["+sweep=lr"] if module == "sweeps" else []

@@ -10,7 +10,7 @@ try:  # importing torch takes seconds: Ctrl-C meanwhile ends quietly
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from training.compose import check_run_dir, compose, config_flag, config_text, write_run_dir
+    from training.compose import check_command, check_run_dir, compose, config_flag, config_text, write_run_dir
     from training.config import ConfigError, TrialConfig
     from training.data import load_data
     from training.errors import TrainingError
@@ -92,10 +92,11 @@ def main(argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):
         print(f"{USAGE}\n{HELP}")
         return 0
-    if not argv or argv[0] not in commands:
+    if not argv:
         print(USAGE, file=sys.stderr)
         return 2
     try:
+        check_command(argv, "python -m training", list(commands))
         overrides, show = config_flag(argv[1:])
         if show:
             print(config_text(compose(overrides)), end="")

@@ -63,6 +63,15 @@ def write_run_dir(cfg: DictConfig) -> Path:
     return run_dir
 
 
+def check_command(argv: list[str], prog: str, commands: list[str]) -> None:
+    """A ConfigError unless argv (not empty) starts with one of the commands: `python -m sweeps +sweep=lr` forgot it."""
+    if argv[0] in commands:
+        return
+    if "=" in argv[0] or argv[0].startswith(("+", "~")):
+        raise ConfigError(f"no command before {argv[0]}: {prog} {commands[0]} {' '.join(argv)}")
+    raise ConfigError(f"unknown command {argv[0]!r}: {prog} takes {', '.join(commands)} (see --help)")
+
+
 def config_flag(args: list[str]) -> tuple[list[str], bool]:
     """Hydra's ``--cfg job`` (or ``-c job``): print the composed config instead of running.
     Returns the overrides without the flag, and whether it was given."""
