@@ -122,6 +122,25 @@ def test_a_change_toward_trials_that_failed_too_says_so() -> None:
     assert "failed too" not in rules["diverging"].suggestion, rules["diverging"].suggestion
 
 
+def test_an_overfit_region_whose_outside_failed_too_is_kept_not_avoided() -> None:
+    """Measured in a 6-trial lr sweep of 20 epochs on 1,000 images: the lrs that learned overfit (the best
+    trial among them, val_acc 0.345), those below stalled and those above diverged. The rule had said
+    `avoid optimizer.lr between 0.0036 and 0.382`: away from every trial that fitted the data."""
+    lrs = [2.04, 0.000499, 0.0259, 1.72e-05, 1.33, 0.0717]
+    params = [{"optimizer.lr": repr(lr)} for lr in lrs]
+    labels = ["diverging", "plateau", "overfit", "plateau", "diverging", "overfit"]
+    failures = ["diverging", "plateau", "overfit"]
+    rules = {r.label: r for r in failure_rules(params, labels, failures, "optimizer.lr")}
+    overfit = rules["overfit"]
+    assert str(overfit).endswith("→ overfit (2 of 2 trials)"), str(overfit)
+    assert overfit.suggestion == ("keep this region, since the 4 other trials failed too (2 diverging, 2 plateau); "
+                                  "add regularization or augmentation, or stop earlier"), overfit.suggestion
+    assert "raise the lower bound of optimizer.lr above" in rules["plateau"].suggestion  # the others still move away
+    labels[1] = "healthy"  # a trial outside fitted well without overfitting: moving toward it is a change to try
+    assert "avoid optimizer.lr between" in next(r for r in failure_rules(params, labels, failures, "optimizer.lr")
+                                                if r.label == "overfit").suggestion
+
+
 def test_a_label_on_nearly_every_trial_is_the_whole_space_not_a_band() -> None:
     """A clip sweep at lr 0.5-5 measured here: 5 of 6 trials diverged and lr 3 stalled. The tree split at
     the stalled trial and advised `optimizer.lr ≤ 2.38 → diverging (4 of 4 trials): raise the lower bound

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .verdict import ADVICE, count_noun
+from .verdict import ADVICE, OVERFIT, count_noun
 
 _OFF = {"none", "null", "", "off", "nan"}
 
@@ -192,13 +192,15 @@ def suggest(label: str, conds: Sequence[Condition], also: Sequence[Condition] = 
     """A concrete change to the search space that avoids the region, plus the label's general advice.
 
     ``elsewhere`` holds the labels of the trials outside the region: when all of them failed too, the
-    change leads to no better trial, and the suggestion says so rather than send the user there."""
+    change leads to no better trial, and the suggestion says so rather than send the user there. An
+    overfit region is then the one to keep: its trials fitted the data, those outside did not."""
     fix = _change(conds)
     if also:
         fix += "".join(f", or {_change([c])}" for c in also) + " (these trials cannot tell which)"
     if elsewhere and all(lab in failure_labels for lab in elsewhere):
         counts = ", ".join(f"{elsewhere.count(lab)} {lab}" for lab in dict.fromkeys(elsewhere))
-        fix += f", though the {count_noun(len(elsewhere), 'other trial')} failed too ({counts})"
+        others = f"the {count_noun(len(elsewhere), 'other trial')} failed too ({counts})"
+        fix = f"keep this region, since {others}" if label == OVERFIT and conds else f"{fix}, though {others}"
     return f"{fix}; {ADVICE.get(label, '')}".rstrip("; ")
 
 
