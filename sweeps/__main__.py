@@ -10,7 +10,7 @@ try:  # importing torch and MLflow takes seconds: Ctrl-C meanwhile (a worker sta
     from sweeps.workers import WorkerError
     from training.compose import check_command, compose, config_flag, config_text
     from training.config import ConfigError
-    from training.errors import TrainingError
+    from training.errors import TrainingError, interruption, stop_cleanly_on_sigterm
     from triage.names import mask
 except KeyboardInterrupt:
     sys.exit(130)
@@ -30,6 +30,7 @@ end). README.md tells the rest."""
 
 
 def main(argv: list[str]) -> int:
+    stop_cleanly_on_sigterm()  # `kill`, a scheduler's time limit: stops as Ctrl-C does
     if {"-h", "--help"} & set(argv):
         print(f"{USAGE}\n{HELP}")
         return 0
@@ -54,10 +55,11 @@ def main(argv: list[str]) -> int:
     except WorkerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C while starting or reporting (trials handle their own): no traceback
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM while starting or reporting (trials handle their own)
+        what, status = interruption(e)
         if argv[0] != "worker":
-            print("interrupted", file=sys.stderr)
-        return 130
+            print(what, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from training import RECORD_KEYS, TrialConfig, resolve_device
 from training.compose import check_run_dir, compose, job_config, write_run_dir
 from training.config import TRIAL_GROUPS, ConfigError
 from training.data import check_data
+from training.errors import Terminated, interruption
 
 PARENT_ATTR = "mlflow_parent_run_id"
 SETUP_ATTR = "sweep.setup"  # the training settings and objective the study was started with (`trial_setup`)
@@ -353,7 +355,10 @@ def run_workers(sw: Sweep, overrides: list[str]) -> None:
                         pending += 1
                 while not stop and len(pool.procs) < pool.size and len(used) + pending + len(starting) < sw.n_trials:
                     starting.add(pool.spawn())
-        finally:  # on Ctrl-C they got the same SIGINT from the terminal: give them time to close their runs
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM reached this process only: pass it on
+            pool.interrupt(signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+            raise
+        finally:  # give them time to close their runs
             pool.close(timeout=30)
 
 
@@ -375,8 +380,8 @@ def worker() -> int:
                 optimize_one(sw.study, objective, sw.n_trials, sw.lock, sw.grid, sw.seed)  # across machines (False: spent elsewhere)
         finally:
             objective.close()  # every write sent, on Ctrl-C too
-    except KeyboardInterrupt:  # the terminal's Ctrl-C: the trial is marked failed, the driver says so once
-        return 130
+    except KeyboardInterrupt as e:  # passed on by the driver: the trial is marked failed, the driver says so once
+        return interruption(e)[1]
     except Exception:
         if sw.tracker.failure is None and store_lost(sw) is None:
             raise
@@ -410,7 +415,7 @@ def run(overrides: list[str]) -> int:
     if outside:
         console.print(f"interrupted {'trials' if len(outside) > 1 else 'trial'} {', '.join(map(str, outside))} "
                       f"{'lie' if len(outside) > 1 else 'lies'} outside the search space now: not run again")  # fmt: skip
-    by_user = False  # Ctrl-C
+    stopped: int | None = None  # the exit status of Ctrl-C or SIGTERM
     try:
         if (pack := pack_size(sw.job)) > 1:
             run_packed(sw, pack)
@@ -418,9 +423,9 @@ def run(overrides: list[str]) -> int:
             run_in_process(sw)
         else:
             run_workers(sw, overrides)
-    except KeyboardInterrupt:
-        by_user = True
-        console.print("[yellow]interrupted: trials still running are marked failed; re-run the same command to resume[/]")
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
+        what, stopped = interruption(e)
+        console.print(f"[yellow]{what}: trials still running are marked failed; re-run the same command to resume[/]")
     except Exception as e:  # a store that stopped answering: nothing more can be recorded, no report, no triage
         if (lost := e if isinstance(e, TrackingError) else store_lost(sw)) is None:
             raise
@@ -431,13 +436,13 @@ def run(overrides: list[str]) -> int:
     reconcile(sw)
     report_sweep(sw, run_dir, list(cfg.hydra.overrides.task))
     done = len(spent(sw.study.get_trials(deepcopy=False))) >= sw.n_trials
-    sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and not by_user else "KILLED")
-    if not (by_user or done) and (error := sw.repeated_failure()) is not None:  # last, below triage's table
+    sw.tracker.client.set_terminated(sw.parent_run_id, "FINISHED" if done and stopped is None else "KILLED")
+    if not (stopped or done) and (error := sw.repeated_failure()) is not None:  # last, below triage's table
         console.print(f"[red]error: the sweep stopped: its last {sw.job['sweep']['max_repeated_failures']} trials "
                       f"failed with the same error ({error}) and the trials left would too; fix it, then re-run the "
                       "same command to resume (sweep.max_repeated_failures=0 never stops)[/]")  # fmt: skip
         return 1
-    return 130 if by_user else 0
+    return stopped or 0
 
 
 def store_lost(sw: Sweep) -> Exception | None:

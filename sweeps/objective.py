@@ -29,7 +29,7 @@ from sweeps.space import SearchSpace
 from sweeps.tracking import Tracker, TrackingError, flatten
 from training import Dataset, OutOfMemory, TrialConfig, load_data, resolve_device, train_epochs
 from training.config import DataConfig
-from training.errors import describe
+from training.errors import describe, interruption
 from triage.names import CANONICAL
 
 RUN_ID_ATTR = "mlflow_run_id"
@@ -117,8 +117,8 @@ class Objective:
 
     def failure_tags(self, run_id: str, e: BaseException) -> dict[str, Any]:
         """The tags of a trial ended by `e` (call inside its `except`: the traceback is logged)."""
-        if isinstance(e, KeyboardInterrupt):
-            return {"sweep.failure": "interrupted", "sweep.error": "interrupted by the user (Ctrl-C)"}
+        if isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM
+            return {"sweep.failure": "interrupted", "sweep.error": interruption(e)[0]}
         if isinstance(e, TrackingError):  # not the trial's doing: it is re-run when the sweep resumes
             return {"sweep.failure": "interrupted", "sweep.error": str(e)}
         kind = "oom" if isinstance(e, OutOfMemory) else "exception"

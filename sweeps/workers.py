@@ -43,7 +43,8 @@ class WorkerPool:
         """Start one more worker; its pid."""
         env = {**self.env, "CUDA_VISIBLE_DEVICES": str(self._spawned % self.gpus)} if self.gpus > 1 else self.env
         p = subprocess.Popen([sys.executable, "-m", "sweeps", "worker"], env=env, text=True, bufsize=1,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             start_new_session=True)  # the terminal's Ctrl-C reaches the driver alone: `interrupt`  # fmt: skip
         self.procs[p.pid] = p
         assert p.stdout is not None
         self._selector.register(p.stdout, selectors.EVENT_READ, p.pid)
@@ -79,6 +80,13 @@ class WorkerPool:
             p.stdin.flush()
         except BrokenPipeError:  # it died meanwhile: the next wait() reaps it
             pass
+
+    def interrupt(self, sig: int) -> None:
+        """Pass the driver's Ctrl-C (SIGINT) or SIGTERM on to every worker: each marks its trial interrupted and
+        exits. Workers run in sessions of their own, so a terminal's Ctrl-C reaches them only this way, once."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(sig)
 
     def close(self, timeout: float) -> None:
         """Close every worker's stdin (a worker stops after its trial) and wait up to `timeout` s each, then kill."""

@@ -132,10 +132,11 @@ def test_a_study_older_than_a_setup_key_resumes() -> None:
         _check_setup(study, False, {"train.epochs": 3, "sweep.objective.metric": "val_acc"})
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["killed", "ctrl-c", "sigterm"])
 def test_resume_after_a_kill_or_ctrl_c_mid_trial(sig: int, tmp_path: Path, sweeps_home: Path, cifar_root: Path) -> None:
-    """A killed process (its trial failed on resume) and Ctrl-C (the sweep marks the trial interrupted and
-    exits 130 without a traceback) both leave a trial that the resume runs again first, with its params."""
+    """A killed process (its trial failed on resume), Ctrl-C and SIGTERM (a scheduler's time limit: the sweep
+    marks the trial interrupted and exits 130 or 143 without a traceback) all leave a trial that the resume
+    runs again first, with its params. SIGTERM had ended the process on the spot, trial and runs left RUNNING."""
     storage, tracking = stores(sweeps_home)
     data = ["data.train_size=2000", "data.val_size=200"]  # epochs long enough for the poll to see one mid-way
     args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=3", "train.epochs=4", *data,
@@ -168,10 +169,12 @@ def test_resume_after_a_kill_or_ctrl_c_mid_trial(sig: int, tmp_path: Path, sweep
     finally:
         proc.send_signal(sig)
         proc.wait(timeout=120)
-    if sig == signal.SIGINT:
-        said = log.read_text()
-        assert proc.returncode == 130 and "Traceback" not in said, said[-3000:]
-        assert "interrupted: trials still running are marked failed; re-run the same command to resume" in said
+    if sig != signal.SIGKILL:
+        said, what = log.read_text(), "interrupted (Ctrl-C)" if sig == signal.SIGINT else "terminated (SIGTERM)"
+        assert proc.returncode == 128 + sig and "Traceback" not in said, said[-3000:]  # 130 or 143
+        assert f"{what}: trials still running are marked failed; re-run the same command to resume" in said
+        run = children(MlflowClient(tracking), "lr")[killed]  # closed at once, not when the sweep resumes
+        assert run.info.status == "FAILED" and run.data.tags["sweep.error"] == what, run.data.tags
 
     resumed = sweep(tmp_path, *pin_lr(0.01), "train.epochs=4", *data, n=3)
     assert f"trial {killed} was interrupted: run again first, with the same params" in resumed.stderr
@@ -260,6 +263,50 @@ def test_three_workers_on_journal_storage(tmp_path: Path, sweeps_home: Path, cif
     _check_workers(open_storage(storage), stores(sweeps_home)[1], "lr", 4, 3)
     client = MlflowClient(stores(sweeps_home)[1])
     assert all("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)} for r in children(client, "lr"))
+
+
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["sigterm-to-the-driver", "ctrl-c-to-the-terminal-group"])
+def test_workers_stop_mid_trial_on_sigterm_or_ctrl_c(sig: int, group: bool, tmp_path: Path, sweeps_home: Path,
+                                                     cifar_root: Path) -> None:  # fmt: skip
+    """`kill` (SIGTERM) reaches the driver alone: its workers had trained on, were killed 30 s later and left
+    their trials RUNNING. The driver now passes SIGTERM or Ctrl-C on, and a terminal's Ctrl-C (sent to the
+    whole process group) reaches each worker once, through the driver: each marks its trial interrupted."""
+    storage = f"journal:///{sweeps_home}/optuna.journal"
+    args = [sys.executable, "-m", "sweeps", "run", "+sweep=lr", "sweep.n_trials=4", "sweep.n_workers=2", "storage=journal",
+            "train.epochs=30", "data.train_size=2000", "data.val_size=200", *pin_lr(0.01)]  # fmt: skip
+    log = tmp_path / "sweep.log"
+    with log.open("w") as err:  # a session of its own: the group's Ctrl-C must not reach pytest
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    from sweeps.storage import WORKER_ATTR, open_storage
+
+    client, deadline = MlflowClient(stores(sweeps_home)[1]), time.time() + 600
+    try:
+        while True:  # both workers mid-trial: each has logged an epoch
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="lr", storage=open_storage(storage))
+            except KeyError:  # not created yet
+                continue
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            ids = [t.user_attrs.get("mlflow_run_id") for t in running]
+            if len(ids) == 2 and all(i and client.get_metric_history(i, "train_loss") for i in ids):
+                break
+    finally:
+        os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        proc.wait(timeout=120)
+    said, what = log.read_text(), "interrupted (Ctrl-C)" if sig == signal.SIGINT else "terminated (SIGTERM)"
+    assert proc.returncode == 128 + sig and "Traceback" not in said, said[-3000:]
+    assert said.count(f"{what}: trials still running are marked failed") == 1, said[-3000:]
+    trials = optuna.load_study(study_name="lr", storage=open_storage(storage)).get_trials(deepcopy=False)
+    stopped = [t for t in trials if t.number in {r.number for r in running}]
+    assert [t.state for t in stopped] == [TrialState.FAIL] * 2 and all(t.user_attrs["failure"] == "interrupted" for t in stopped)
+    assert {t.user_attrs[WORKER_ATTR] for t in stopped} == {t.user_attrs[WORKER_ATTR] for t in running}
+    for t in stopped:  # closed by their workers mid-trial, not trained to the end nor killed
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FAILED" and run.data.tags["sweep.error"] == what, run.data.tags
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) < 30
 
 
 def test_password_never_leaves_the_url(tmp_path: Path, sweeps_home: Path, cifar_root: Path, postgres_url: str) -> None:

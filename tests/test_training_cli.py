@@ -65,7 +65,10 @@ def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path: Path, mod
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --cfg all: use --cfg job to print the composed config (Hydra's hydra and all are not offered)"
 
 
-def test_ctrl_c_keeps_the_epochs_so_far_and_says_where(tmp_path: Path, cifar_root: Path) -> None:
+@pytest.mark.parametrize("sig, what", [(signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_keeps_the_epochs_so_far_and_says_where(tmp_path: Path, cifar_root: Path, sig: int, what: str) -> None:
+    """SIGTERM (`kill`, a scheduler's time limit) stops as Ctrl-C does: it had ended the process without a word."""
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "training", "fit", "train.epochs=50", "data.train_size=500", "data.val_size=200",
             f"hydra.run.dir={run_dir}"]  # fmt: skip
@@ -74,11 +77,11 @@ def test_ctrl_c_keeps_the_epochs_so_far_and_says_where(tmp_path: Path, cifar_roo
     while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
         assert p.poll() is None and time.time() < deadline, p.communicate()
         time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and "Traceback" not in err, err
+    assert p.returncode == 128 + sig and "Traceback" not in err, err  # 130 or 143
     kept = len(metrics.read_text().splitlines())
-    assert f"interrupted after {kept} of 50 epochs; they are in {metrics}" in err, err
+    assert f"{what} after {kept} of 50 epochs; they are in {metrics}" in err, err
 
 
 def test_gradcheck_command_passes(tmp_path: Path) -> None:

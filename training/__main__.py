@@ -13,7 +13,7 @@ try:  # importing torch takes seconds: Ctrl-C meanwhile ends quietly
     from training.compose import check_command, check_run_dir, compose, config_flag, config_text, write_run_dir
     from training.config import ConfigError, TrialConfig
     from training.data import load_data
-    from training.errors import TrainingError
+    from training.errors import TrainingError, interruption, stop_cleanly_on_sigterm
     from training.gradcheck import DEFAULT_TOLERANCE, gradcheck
     from training.loop import fit, resolve_device, summarize_record
     from training.model import build_model
@@ -59,10 +59,11 @@ def cmd_fit(overrides: list[str]) -> int:
 
         try:
             result = fit(trial, data, on_epoch, on_batch)
-        except KeyboardInterrupt:
-            print(f"interrupted after {done} of {trial.train.epochs} epochs; they are in {run_dir / 'metrics.jsonl'}",
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
+            what, status = interruption(e)
+            print(f"{what} after {done} of {trial.train.epochs} epochs; they are in {run_dir / 'metrics.jsonl'}",
                   file=sys.stderr)  # fmt: skip
-            return 130
+            return status
     if result.status != "completed":
         print(f"trial ended: {result.message}", file=sys.stderr)
         return 3
@@ -88,6 +89,7 @@ def cmd_gradcheck(overrides: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    stop_cleanly_on_sigterm()  # `kill`, a scheduler's time limit: stops as Ctrl-C does
     commands = {"fit": cmd_fit, "gradcheck": cmd_gradcheck}
     if {"-h", "--help"} & set(argv):
         print(f"{USAGE}\n{HELP}")
@@ -105,9 +107,10 @@ def main(argv: list[str]) -> int:
     except (ConfigError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C while loading the data, say (fit says what it kept)
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM while loading the data, say (fit says what it kept)
+        what, status = interruption(e)
+        print(what, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":
