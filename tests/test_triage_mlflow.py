@@ -538,3 +538,33 @@ def test_cli_prints_each_rule_on_one_line_in_a_log(sweep_store, tmp_path: Path) 
     assert out.returncode == 0, out.stderr
     rule = next(line for line in out.stdout.splitlines() if "→ diverging" in line)
     assert "lower the learning rate or enable gradient clipping" in rule, out.stdout
+
+
+def test_plots_show_what_the_verdicts_rest_on(store: str) -> None:
+    """A one-param sweep's region plot had a y axis of random jitter, and the overfit panel only the
+    training loss, which keeps falling: now the trials stand over their best val_acc (runs without one at
+    the bottom) and the overfit panel draws the val_loss that turned up, dashed."""
+    from triage.report import curves_figure, regions_figure
+
+    client = MlflowClient(store)
+    exp = client.create_experiment("plots")
+    lrs = [1e-5, 3e-5, 0.02, 0.05, 3.0]
+    for trial, (lr, shape) in enumerate(zip(lrs, ["stuck", "stuck", "overfit", "overfit", "nonfinite"])):
+        curves = SHAPES[shape](12, LN10)
+        if shape == "overfit":
+            curves["val_acc"] = np.linspace(0.15, 0.3 + trial / 100, 12)  # learning: best at the end
+        if shape == "nonfinite":
+            del curves["val_acc"]  # went NaN before it was evaluated
+        log_run(client, exp, curves, {"optimizer.lr": repr(lr)}, {"sweep.trial": str(trial), "sweep.space": "optimizer.lr"})
+    s = summarize("plots", store, write=False, console=_quiet())
+    assert [s.verdicts[r.run_id].label for r in sorted(s.runs, key=lambda r: r.trial)][:4] == ["plateau"] * 2 + ["overfit"] * 2
+    ax = regions_figure(s).axes[0]
+    assert ax.get_xlabel() == "optimizer.lr" and ax.get_ylabel() == "best val_acc (1 without one: at the worst end)"
+    points = {(round(x, 6), round(y, 4)) for c in ax.collections for x, y in c.get_offsets()}
+    assert {(0.02, 0.32), (0.05, 0.33), (1e-05, 0.1), (3.0, 0.1)} <= points, points  # NaN from the start: at the bottom
+    overfit = next(a for a in curves_figure(s).axes if a.get_title().startswith("overfit"))
+    assert overfit.get_ylabel() == "train_loss / val_loss (dashed)"
+    dashed = [c for c in overfit.collections if c.get_linestyle()[0][1] is not None]  # (offset, dashes)
+    assert len(dashed) == 1 and len(dashed[0].get_segments()) == 2
+    rising = max(seg[:, 1][-1] / seg[:, 1].min() for seg in dashed[0].get_segments())
+    assert rising > 1.1  # the val_loss drawn is the one that turned up

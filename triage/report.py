@@ -1,9 +1,10 @@
 """Reports of a triage summary: a rich table in the terminal, ``triage_summary.md`` and a
 self-contained ``triage_summary.html`` (plots embedded as base64 PNG), plus the PNGs themselves.
 
-Plots: (1) each run's loss curve overlaid, one panel per label; (2) the trials over the two params
-that the failure rules (else the importances) name first, coloured by label, with the rules'
-thresholds drawn as dashed lines.
+Plots: (1) each run's loss curve overlaid, one panel per label (overfit runs with their val_loss,
+dashed); (2) the trials over the two params that the failure rules (else the importances) name first
+(over their best val_acc when there is one param), coloured by label, with the rules' thresholds
+drawn as dashed lines.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .regions import choose_params, log_scaled, numeric
-from .verdict import LABELS, UNDETERMINED
+from .verdict import LABELS, OVERFIT, UNDETERMINED
 
 if TYPE_CHECKING:
     from .summary import Summary
@@ -41,6 +42,11 @@ def _primary(curves: dict[str, np.ndarray]) -> tuple[str, np.ndarray] | None:
 
 def plot_curves(summary: "Summary") -> bytes:
     """PNG: the loss curves overlaid, one panel per label (non-finite points are cut)."""
+    return _png(curves_figure(summary))
+
+
+def curves_figure(summary: "Summary") -> Any:
+    """The figure of `plot_curves`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +66,7 @@ def plot_curves(summary: "Summary") -> bytes:
         runs = groups[label]
         if len(runs) > MAX_CURVES_PER_PANEL:
             runs = [runs[i] for i in sorted(rng.choice(len(runs), MAX_CURVES_PER_PANEL, replace=False))]
-        segments, names, ends, undrawn = [], set(), [], 0
+        segments, names, ends, undrawn, val_segments = [], set(), [], 0, []
         for r in runs:
             p = _primary(r.curves)
             if p is None:
@@ -75,12 +81,18 @@ def plot_curves(summary: "Summary") -> bytes:
                     ends.append((x[ok][-1], y[ok][-1]))
             elif not np.isfinite(y[0]):  # NaN/inf from its first epoch: nothing to draw, so say so
                 undrawn += 1
+            v = r.curves.get("val_loss")
+            if label == OVERFIT and p[0] == "train_loss" and v is not None and (okv := np.isfinite(v) & (v > 0)).any():
+                val_segments.append(np.column_stack([np.arange(1, len(v) + 1)[okv], v[okv]]))  # what turned up
+        if val_segments:
+            names = {"train_loss", "val_loss (dashed)"}
+            ax.add_collection(LineCollection(val_segments, colors=COLORS[OVERFIT], alpha=0.5, linewidths=1, linestyles="--"))
         if segments:
             ax.add_collection(LineCollection(segments, colors=COLORS.get(label, "k"), alpha=0.5, linewidths=1))
             if dots := [s[0] for s in segments if len(s) == 1]:  # a one-epoch run is a point, not a line
                 ax.scatter(*zip(*dots), s=12, c=COLORS.get(label, "k"), alpha=0.5)
-            ys = np.concatenate([s[:, 1] for s in segments])
-            xs = np.concatenate([s[:, 0] for s in segments])
+            ys = np.concatenate([s[:, 1] for s in segments + val_segments])
+            xs = np.concatenate([s[:, 0] for s in segments + val_segments])
             ax.set_xlim(0.5, xs.max() + 0.5)
             if ys.max() > 10 * ys.min():  # a loss that blew up: a log scale keeps the rest readable
                 ax.set_ylim(ys.min() / 1.3, ys.max() * 1.3)
@@ -96,7 +108,7 @@ def plot_curves(summary: "Summary") -> bytes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel(" / ".join(sorted(names)) or "loss")
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def _region_params(summary: "Summary") -> list[str]:
@@ -114,6 +126,11 @@ def _region_params(summary: "Summary") -> list[str]:
 
 def plot_regions(summary: "Summary") -> bytes | None:
     """PNG: trials over the (up to) two params that explain failures, coloured by label; None without params."""
+    return None if (fig := regions_figure(summary)) is None else _png(fig)
+
+
+def regions_figure(summary: "Summary") -> Any:
+    """The figure of `plot_regions`, or None."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,7 +160,16 @@ def plot_regions(summary: "Summary") -> bytes | None:
             jitter = rng.uniform(-0.12, 0.12, len(raw))  # trials with the same choice stay apart
             axes_values.append((np.array([cats.index(str(v)) for v in raw], float) + jitter, cats))
     x = axes_values[0][0]
-    y = axes_values[1][0] if len(axes_values) > 1 else rng.uniform(-0.3, 0.3, len(runs))
+    outcome = _outcome(runs) if len(params) == 1 else None  # one param: its trials over how well they did
+    if len(axes_values) > 1:
+        y = axes_values[1][0]
+    elif outcome is not None:
+        names.append(outcome[0])
+        y = outcome[1]
+        if outcome[0].endswith("val_loss"):
+            ax.invert_yaxis()  # better is up, as for an accuracy
+    else:
+        y = rng.uniform(-0.3, 0.3, len(runs))
     labels = np.array([summary.verdicts[r.run_id].label for r in runs])
     for label in LABELS:
         m = labels == label
@@ -158,16 +184,31 @@ def plot_regions(summary: "Summary") -> bytes | None:
     ax.set_xlabel(names[0])
     if axes_values[0][1]:
         ax.set_xticks(range(len(axes_values[0][1])), axes_values[0][1])
-    if len(params) > 1:
+    if len(names) > 1:
         ax.set_ylabel(names[1])
-        if axes_values[1][1]:
+        if len(axes_values) > 1 and axes_values[1][1]:
             ax.set_yticks(range(len(axes_values[1][1])), axes_values[1][1])
     else:
         ax.set_yticks([])
     ax.legend(fontsize=8, loc="best")
     ax.set_title("failure regions (dashed: rule thresholds)")
     fig.tight_layout()
-    return _png(fig)
+    return fig
+
+
+def _outcome(runs: list[Any]) -> tuple[str, np.ndarray] | None:
+    """The y axis of a one-param region plot: each run's best val_acc, else its lowest val_loss, with runs
+    that have none (crashed, NaN from the start) at the worst end; None when no run logs either."""
+    for key, best in (("val_acc", np.max), ("val_loss", np.min)):
+        vals = np.array([best(c[ok]) if (c := r.curves.get(key)) is not None and (ok := np.isfinite(c)).any()
+                         else np.nan for r in runs])  # fmt: skip
+        if np.isfinite(vals).any():
+            missing = np.isnan(vals)
+            if not missing.any():
+                return f"best {key}", vals
+            worst = np.nanmin(vals) if key == "val_acc" else np.nanmax(vals)
+            return f"best {key} ({int(missing.sum())} without one: at the worst end)", np.where(missing, worst, vals)
+    return None
 
 
 def _png(fig: Any) -> bytes:
