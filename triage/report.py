@@ -166,7 +166,7 @@ def regions_figure(summary: "Summary") -> Any:
     elif outcome is not None:
         names.append(outcome[0])
         y = outcome[1]
-        if outcome[0].endswith("val_loss"):
+        if outcome[0].startswith("best val_loss"):
             ax.invert_yaxis()  # better is up, as for an accuracy
     else:
         y = rng.uniform(-0.3, 0.3, len(runs))
