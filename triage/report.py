@@ -160,13 +160,12 @@ def regions_figure(summary: "Summary") -> Any:
             jitter = rng.uniform(-0.12, 0.12, len(raw))  # trials with the same choice stay apart
             axes_values.append((np.array([cats.index(str(v)) for v in raw], float) + jitter, cats))
     x = axes_values[0][0]
-    outcome = _outcome(runs) if len(params) == 1 else None  # one param: its trials over how well they did
     if len(axes_values) > 1:
         y = axes_values[1][0]
-    elif outcome is not None:
-        names.append(outcome[0])
-        y = outcome[1]
-        if outcome[0].startswith("best val_loss"):
+    elif (outcome := _outcome(runs)) is not None:  # one param: its trials over how well they did
+        key, name, y = outcome
+        names.append(name)
+        if key == "val_loss":
             ax.invert_yaxis()  # better is up, as for an accuracy
     else:
         y = rng.uniform(-0.3, 0.3, len(runs))
@@ -196,18 +195,19 @@ def regions_figure(summary: "Summary") -> Any:
     return fig
 
 
-def _outcome(runs: list[Any]) -> tuple[str, np.ndarray] | None:
-    """The y axis of a one-param region plot: each run's best val_acc, else its lowest val_loss, with runs
-    that have none (crashed, NaN from the start) at the worst end; None when no run logs either."""
+def _outcome(runs: list[Any]) -> tuple[str, str, np.ndarray] | None:
+    """The y axis of a one-param region plot, as (metric, axis label, values): each run's best val_acc, else
+    its lowest val_loss, with runs that have none (crashed, NaN from the start) at the worst end; None when
+    no run logs either."""
     for key, best in (("val_acc", np.max), ("val_loss", np.min)):
         vals = np.array([best(c[ok]) if (c := r.curves.get(key)) is not None and (ok := np.isfinite(c)).any()
                          else np.nan for r in runs])  # fmt: skip
         if np.isfinite(vals).any():
             missing = np.isnan(vals)
             if not missing.any():
-                return f"best {key}", vals
+                return key, f"best {key}", vals
             worst = np.nanmin(vals) if key == "val_acc" else np.nanmax(vals)
-            return f"best {key} ({int(missing.sum())} without one: at the worst end)", np.where(missing, worst, vals)
+            return key, f"best {key} ({int(missing.sum())} without one: at the worst end)", np.where(missing, worst, vals)
     return None
 
 
